@@ -1,0 +1,1 @@
+"""Builders: everything a build writes out (package folders, cards, manifests)."""

@@ -1,0 +1,128 @@
+"""The dataset card (README.md): a YAML header the Hub and `datasets` read, and a body a person reads."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+from compiler.pipeline import PACKAGE_FEATURES, Compiled
+
+_SIZES = [(1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"), (10_000_000, "1M<n<10M")]
+
+
+def size_category(n: int) -> str:
+    """The Hub's size_categories bucket for n records."""
+    for bound, label in _SIZES:
+        if n < bound:
+            return label
+    return "n>10M"
+
+
+def card_header(compiled: Compiled, split_info: dict[str, dict[str, int]], fingerprint: str) -> dict[str, Any]:
+    """The YAML header. `fingerprint` (a hash of the data files) sits in the config's description because
+    `datasets.load_dataset(folder)` keys its cache on the header alone: the header must change whenever the data does."""
+    spec = compiled.spec
+    total = sum(info["num_examples"] for info in split_info.values())
+    return {
+        "pretty_name": spec.pretty_name,
+        "license": spec.license,
+        "language": list(spec.language),
+        "task_categories": list(spec.task_categories),
+        "size_categories": [size_category(total)],
+        "tags": ["dsc", "sft", "tokenized"],
+        "configs": [
+            {
+                "config_name": "default",
+                "description": f"dsc package {spec.name}, data fingerprint {fingerprint}",
+                "data_files": [{"split": name, "path": f"data/{name}-*.parquet"} for name in split_info],
+            }
+        ],
+        "dataset_info": {
+            "config_name": "default",
+            "features": PACKAGE_FEATURES._to_yaml_list(),
+            "splits": [
+                {"name": name, "num_bytes": info["num_bytes"], "num_examples": info["num_examples"]}
+                for name, info in split_info.items()
+            ],
+            "download_size": sum(info["download_size"] for info in split_info.values()),
+            "dataset_size": sum(info["num_bytes"] for info in split_info.values()),
+        },
+    }
+
+
+def _fence(text: str) -> str:
+    longest = max((len(run) for run in text.split("\n") if set(run) == {"`"}), default=0)
+    ticks = "`" * max(3, longest + 1)
+    return f"{ticks}text\n{text}\n{ticks}"
+
+
+def card_body(compiled: Compiled) -> str:
+    """What the package is, its templates, one rendered example, counts and token statistics."""
+    spec = compiled.spec
+    c = compiled.counts
+    lines = [
+        f"# {spec.pretty_name}",
+        "",
+        spec.description or f"A dataset package built by dsc from `{spec.path.name}`.",
+        "",
+        f"Built by [dsc](https://pypi.org/project/dsc/) from the format spec `{spec.path.name}`: every record was validated,",
+        "rendered with the templates below and tokenized with exactly masked labels (prompt tokens -100, every response",
+        "token and the EOS trained). Load it with `datasets.load_dataset(\"<this folder or repo>\")`.",
+        "",
+        "## Columns",
+        "",
+        "| column | type | meaning |",
+        "| --- | --- | --- |",
+        "| input_ids | list of int32 | prompt tokens then response tokens then EOS |",
+        "| labels | list of int32 | -100 on prompt tokens, the token id on response tokens and EOS |",
+        "| prompt | string | the rendered prompt text |",
+        "| response | string | the rendered response text (without EOS) |",
+        "| source_id | string | `file#row` of the source record |",
+        "",
+        "## Templates",
+        "",
+    ]
+    for t in spec.templates:
+        lines += [f"`{t.key}`" + (f" (from `{t.file.name}`)" if t.file else ""), "", _fence(t.text), ""]
+    train = compiled.splits["train"]
+    if len(train):
+        example = train[0]
+        lines += ["## Example", "", "Prompt:", "", _fence(example["prompt"]), "", "Response:", "", _fence(example["response"]), ""]
+    tok = compiled.tokenizer
+    lines += [
+        "## Counts",
+        "",
+        f"- records read: {c['read']}",
+        f"- invalid: {sum(c['invalid'].values())}" + "".join(f"\n  - {k}: {v}" for k, v in sorted(c["invalid"].items())),
+        f"- dropped: {sum(c['dropped'].values())}" + "".join(f"\n  - {k}: {v}" for k, v in sorted(c["dropped"].items())),
+        f"- truncated: {c['truncated']}",
+        f"- boundary drift (one encode of prompt+response would differ): {c['boundary_drift']}",
+    ]
+    lines += [f"- kept in {name}: {n}" for name, n in c["kept"].items()]
+    lines += [
+        "",
+        "## Tokens",
+        "",
+        f"Tokenizer `{tok.name}` (sha256 {tok.sha256[:12]}), EOS `{tok.eos_token}`.",
+        "",
+        "| split | records | tokens | trainable | min | mean | p50 | p95 | max |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for name in compiled.splits:
+        t = compiled.tokens[name]
+        length = t.get("length", {})
+        lines.append(
+            f"| {name} | {t['records']} | {t['tokens']} | {t['trainable']} | "
+            + " | ".join(str(length.get(k, "-")) for k in ("min", "mean", "p50", "p95", "max"))
+            + " |"
+        )
+    share = compiled.tokens["total"]["trainable_share"]
+    lines += ["", f"Trainable share of all tokens: {share:.1%}.", "", "See `manifest.json` for input hashes, versions and the resolved spec.", ""]
+    return "\n".join(lines)
+
+
+def render_card(compiled: Compiled, split_info: dict[str, dict[str, int]], fingerprint: str) -> str:
+    """The whole README.md."""
+    header = yaml.safe_dump(card_header(compiled, split_info, fingerprint), sort_keys=False, allow_unicode=True)
+    return f"---\n{header}---\n\n{card_body(compiled)}"

@@ -1,0 +1,110 @@
+"""Writing a dataset package: Parquet shards, card, manifest (and whatever extra writers add), atomically.
+
+Everything is written into a staging folder beside the target and renamed into place at the end, so a package
+appears complete or not at all; a failed or interrupted build leaves the previous package as it was.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import shutil
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from builders.card import render_card
+from builders.manifest import build_manifest
+from compiler.pipeline import PACKAGE_FEATURES, Compiled
+
+MAX_SHARD_BYTES = 500 * 1024 * 1024
+"""Shards stay under the Hub's recommended Parquet size (measured on the in-memory Arrow size, which Parquet beats)."""
+
+ExtraWriter = Callable[[Path, Compiled], None]
+
+
+@dataclass
+class Package:
+    """A written package: where it is and what it holds."""
+
+    path: Path
+    manifest: dict[str, Any]
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _write_split(table: pa.Table, name: str, data_dir: Path) -> dict[str, dict[str, Any]]:
+    shards = max(1, math.ceil(table.nbytes / MAX_SHARD_BYTES))
+    rows_per = math.ceil(len(table) / shards) if len(table) else 0
+    metadata = {b"huggingface": json.dumps({"info": {"features": PACKAGE_FEATURES.to_dict()}}).encode()}
+    table = table.replace_schema_metadata(metadata)
+    files = {}
+    for i in range(shards):
+        rel = f"data/{name}-{i:05d}-of-{shards:05d}.parquet"
+        part = table.slice(i * rows_per, rows_per)
+        pq.write_table(part, data_dir.parent / rel, compression="zstd", row_group_size=10_000)
+        files[rel] = {"rows": len(part), "bytes": (data_dir.parent / rel).stat().st_size}
+    return files
+
+
+@contextmanager
+def staging(target: Path) -> Iterator[Path]:
+    """A fresh folder beside `target`; on success it replaces `target`, on any failure it disappears."""
+    target = target.resolve()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    stage = target.parent / f".{target.name}.tmp-{uuid.uuid4().hex[:8]}"
+    stage.mkdir()
+    try:
+        yield stage
+        old = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:8]}"
+        if target.exists():
+            os.rename(target, old)
+        os.rename(stage, target)
+        if old.exists():
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+
+
+def write_package(compiled: Compiled, target: Path, extra: list[ExtraWriter] | None = None) -> Package:
+    """Write the splits, the card and the manifest (and run `extra` writers) into `target`, atomically."""
+    with staging(target) as stage:
+        data_dir = stage / "data"
+        data_dir.mkdir()
+        files: dict[str, dict[str, Any]] = {}
+        split_info: dict[str, dict[str, int]] = {}
+        for name, ds in compiled.splits.items():
+            table = ds.data.table
+            written = _write_split(table, name, data_dir)
+            for rel, info in written.items():
+                info["sha256"] = _file_sha256(stage / rel)
+            files.update(written)
+            split_info[name] = {
+                "num_examples": len(table),
+                "num_bytes": table.nbytes,
+                "download_size": sum(w["bytes"] for w in written.values()),
+            }
+        fingerprint = hashlib.sha256(
+            json.dumps({rel: info["sha256"] for rel, info in sorted(files.items())}).encode()
+        ).hexdigest()[:16]
+        for writer in extra or []:
+            writer(stage, compiled)
+        manifest = build_manifest(compiled, files, fingerprint)
+        (stage / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
+        (stage / "README.md").write_text(render_card(compiled, split_info, fingerprint), encoding="utf-8")
+    return Package(path=target, manifest=manifest)

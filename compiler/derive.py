@@ -1,0 +1,73 @@
+"""The derive pass: fields computed from other fields, by regex or by a Jinja expression.
+
+Gorilla's instruction sits inside its `code` string; a regex pulls it out. A regex that does not match (and has no
+default) makes the record invalid, reported at its line.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from jinja2 import TemplateError
+
+from compiler.batch import DROP, ERROR, Batch, Pass, drops, location, size
+from compiler.sandbox import environment
+from compiler.spec import Spec
+
+
+def context_value(value: Any, as_json: bool) -> Any:
+    """A stored field value as templates see it (JSON-stored fields decoded)."""
+    return json.loads(value) if as_json and value is not None else value
+
+
+def make_derive_pass(spec: Spec) -> Pass:
+    """Build the pass that adds one column per derived field, in spec order (later ones may use earlier ones)."""
+    json_fields = {f.name for f in spec.fields if f.stored_as_json}
+    steps = []
+    for d in spec.derived:
+        if d.regex is not None:
+            steps.append((d, re.compile(d.regex, re.DOTALL), None))
+        else:
+            steps.append((d, None, environment().compile_expression(d.expression, undefined_to_none=False)))
+
+    def derive(batch: Batch) -> Batch:
+        n = size(batch)
+        drop = list(drops(batch))
+        error = list(batch.get(ERROR) or [None] * n)
+        out: Batch = {d.name: [None] * n for d, _, _ in steps}
+        for d, pattern, expr in steps:
+            column = out[d.name]
+            for i in range(n):
+                if drop[i] is not None:
+                    continue
+                if pattern is not None:
+                    text = batch[d.source][i] if d.source in batch else out[d.source][i]
+                    match = pattern.search(text) if isinstance(text, str) else None
+                    if match is None:
+                        if d.default is not None:
+                            column[i] = d.default
+                            continue
+                        drop[i] = f"invalid: derived '{d.name}' did not match"
+                        error[i] = f"{location(batch, i, d.source)}: derived field '{d.name}': regex did not match"
+                        continue
+                    column[i] = match.group(d.group)
+                else:
+                    ctx = {k: context_value(batch[k][i], k in json_fields) for k in spec.variables if k in batch}
+                    ctx.update({k: out[k][i] for k in out if out[k][i] is not None})
+                    try:
+                        value = expr(**ctx)
+                    except (TemplateError, TypeError, ValueError, KeyError) as exc:
+                        if d.default is not None:
+                            column[i] = d.default
+                            continue
+                        drop[i] = f"invalid: derived '{d.name}' failed"
+                        error[i] = f"{location(batch, i)}: derived field '{d.name}': {exc}"
+                        continue
+                    column[i] = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+        out[DROP] = drop
+        out[ERROR] = error
+        return out
+
+    return derive

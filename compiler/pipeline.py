@@ -1,0 +1,189 @@
+"""The build pipeline: sources -> validate/derive/render -> tokenize/split -> splits and counts.
+
+Two phases of passes, each one `datasets.map` over the whole set; between them the rows marked dropped are counted and
+filtered, and records that must fail the build (bad records under `on_invalid: error`, over-long ones under
+`overflow: error`) raise a RecordError listing the first of them with their locations.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import datasets
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from compiler import engine
+from compiler.batch import DROP, ERROR, chain
+from compiler.derive import make_derive_pass
+from compiler.encode import IGNORE, make_encode_pass
+from compiler.errors import Problem, RecordError
+from compiler.render import SEGMENTS, make_render_pass
+from compiler.sources import read_sources
+from compiler.spec import Spec
+from compiler.split import KEY, make_split_key_pass, validation_mask
+from compiler.tokenizer import LoadedTokenizer, load_tokenizer
+from compiler.validate import arrow_type, make_validate_pass
+
+SHOWN_ERRORS = 10
+
+PACKAGE_FEATURES = datasets.Features(
+    {
+        "input_ids": datasets.List(datasets.Value("int32")),
+        "labels": datasets.List(datasets.Value("int32")),
+        "prompt": datasets.Value("string"),
+        "response": datasets.Value("string"),
+        "source_id": datasets.Value("string"),
+    }
+)
+"""The columns of every package split, in order."""
+
+
+@dataclass
+class Options:
+    """Run-time knobs that are not part of the spec."""
+
+    limit: int | None = None
+    num_proc: int | None = None
+
+
+@dataclass
+class Rendered:
+    """Records that passed validation and rendering, and what happened on the way."""
+
+    dataset: datasets.Dataset
+    read: int
+    invalid: Counter[str]
+    inputs: list[dict[str, Any]]
+
+
+@dataclass
+class Compiled:
+    """The splits of a finished build, ready for the package builder."""
+
+    spec: Spec
+    tokenizer: LoadedTokenizer
+    splits: dict[str, datasets.Dataset]
+    counts: dict[str, Any]
+    inputs: list[dict[str, Any]]
+    tokens: dict[str, Any] = field(default_factory=dict)
+
+
+def _raise_errors(ds: datasets.Dataset, what: str) -> None:
+    shown, total = engine.first_errors(ds, SHOWN_ERRORS)
+    if total:
+        problems = [Problem(m) for m in shown]
+        raise RecordError(problems + [Problem(f"{total} record(s) {what}")], total=total + 1)
+
+
+def render(spec: Spec, options: Options) -> Rendered:
+    """Read, validate, derive and render every record (no tokenizer needed: `dsc validate` stops here)."""
+    read = read_sources(spec, options.limit)
+    ds = engine.from_table(read.table)
+    features = datasets.Features(dict(ds.features))
+    del features["_record"]
+    for f in spec.fields:
+        features[f.name] = _value(arrow_type(f))
+    for d in spec.derived:
+        features[d.name] = datasets.Value("string")
+    features["prompt"] = datasets.Value("string")
+    features["response"] = datasets.Value("string")
+    if spec.labels.turns == "all":
+        features[SEGMENTS] = datasets.List(datasets.Value("string"))
+    features[DROP] = datasets.Value("string")
+    features[ERROR] = datasets.Value("string")
+    passes = chain(make_validate_pass(spec), make_derive_pass(spec), make_render_pass(spec))
+    ds = engine.apply(ds, passes, desc="validate + render", features=features, remove_columns=["_record"], num_proc=options.num_proc)
+    if spec.on_invalid == "error":
+        _raise_errors(ds, "failed validation or rendering (on_invalid: error; set on_invalid: skip to drop them)")
+    invalid = engine.reasons(ds)
+    return Rendered(dataset=engine.kept(ds, [DROP, ERROR]), read=len(read.table), invalid=invalid, inputs=read.inputs)
+
+
+def _value(arrow: pa.DataType) -> datasets.Value:
+    names = {pa.string(): "string", pa.large_string(): "large_string", pa.int64(): "int64", pa.float64(): "float64", pa.bool_(): "bool"}
+    return datasets.Value(names[arrow])
+
+
+def _token_stats(ds: datasets.Dataset) -> dict[str, Any]:
+    table = ds.data.table
+    if len(table) == 0:
+        return {"records": 0, "tokens": 0, "trainable": 0}
+    lengths = pc.list_value_length(table.column("input_ids")).to_numpy()
+    labels = pc.list_flatten(table.column("labels"))
+    trainable = int(pc.sum(pc.not_equal(labels, IGNORE)).as_py() or 0)
+    return {
+        "records": len(table),
+        "tokens": int(lengths.sum()),
+        "trainable": trainable,
+        "length": {
+            "min": int(lengths.min()),
+            "mean": round(float(lengths.mean()), 1),
+            "p50": int(np.percentile(lengths, 50)),
+            "p95": int(np.percentile(lengths, 95)),
+            "max": int(lengths.max()),
+        },
+    }
+
+
+def _source_ids(table: pa.Table) -> pa.Array:
+    names = pc.replace_substring_regex(table.column("_file"), pattern=r"^.*/", replacement="")
+    rows = pc.cast(table.column("_row"), pa.string())
+    return pc.binary_join_element_wise(names, rows, "#")
+
+
+def tokenize(spec: Spec, rendered: Rendered, tok: LoadedTokenizer, options: Options) -> Compiled:
+    """Tokenize, apply lengths and labels, and split the rendered records."""
+    ds = rendered.dataset
+    features = datasets.Features(dict(ds.features))
+    features.pop(SEGMENTS, None)
+    features.update(
+        {
+            "input_ids": datasets.List(datasets.Value("int32")),
+            "labels": datasets.List(datasets.Value("int32")),
+            "_truncated": datasets.Value("bool"),
+            "_drift": datasets.Value("bool"),
+            KEY: datasets.Value("int64"),
+            DROP: datasets.Value("string"),
+            ERROR: datasets.Value("string"),
+        }
+    )
+    passes = chain(make_encode_pass(spec, tok), make_split_key_pass(spec.split))
+    remove = [SEGMENTS] if SEGMENTS in ds.column_names else None
+    ds = engine.apply(ds, passes, desc="tokenize", features=features, remove_columns=remove, num_proc=options.num_proc, batch_size=2000)
+    _raise_errors(ds, "longer than the spec's lengths allow (overflow: error)")
+    dropped = engine.reasons(ds)
+    table = ds.data.table
+    table = table.filter(pc.is_null(table.column(DROP)))
+    truncated = int(pc.sum(table.column("_truncated")).as_py() or 0)
+    drift = int(pc.sum(table.column("_drift")).as_py() or 0)
+    to_validation = validation_mask(table.column(KEY).to_numpy(), spec.split)
+    table = table.append_column("source_id", _source_ids(table))
+    table = table.select(list(PACKAGE_FEATURES)).cast(PACKAGE_FEATURES.arrow_schema)
+    splits = {"train": engine.from_table(table.filter(pa.array(~to_validation)))}
+    if to_validation.any():
+        splits["validation"] = engine.from_table(table.filter(pa.array(to_validation)))
+    tokens = {name: _token_stats(split) for name, split in splits.items()}
+    total = sum(t["tokens"] for t in tokens.values())
+    trained = sum(t["trainable"] for t in tokens.values())
+    counts = {
+        "read": rendered.read,
+        "invalid": dict(rendered.invalid),
+        "dropped": dict(dropped),
+        "truncated": truncated,
+        "boundary_drift": drift,
+        "kept": {name: len(split) for name, split in splits.items()},
+    }
+    tokens["total"] = {"tokens": total, "trainable": trained, "trainable_share": round(trained / total, 4) if total else 0.0}
+    return Compiled(spec=spec, tokenizer=tok, splits=splits, counts=counts, inputs=rendered.inputs, tokens=tokens)
+
+
+def compile_spec(spec: Spec, options: Options | None = None, tokenizer: LoadedTokenizer | None = None) -> Compiled:
+    """The whole build minus writing: what `dsc build` hands to the package builder."""
+    options = options or Options()
+    rendered = render(spec, options)
+    tok = tokenizer or load_tokenizer(spec.tokenizer, spec)
+    return tokenize(spec, rendered, tok, options)

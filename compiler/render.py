@@ -1,0 +1,91 @@
+"""The render pass: the spec's Jinja templates turn each record into prompt text and response text.
+
+Multi-turn records render their history turn by turn (`templates.history`), then the final turn. The prompt column is
+everything the model reads before the final response; `_segments` keeps the turns apart when every assistant turn is
+trained (`labels.turns: all`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from jinja2 import TemplateError
+
+from compiler.batch import DROP, ERROR, Batch, Pass, drops, location, size
+from compiler.derive import context_value
+from compiler.sandbox import environment
+from compiler.spec import Spec, Template
+
+SEGMENTS = "_segments"
+
+
+def _compile(t: Template):
+    return environment().from_string(t.text)
+
+
+class _RenderError(Exception):
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(message)
+        self.key = key
+
+
+def _render(template: Any, key: str, ctx: dict[str, Any]) -> str:
+    try:
+        return template.render(ctx)
+    except (TemplateError, TypeError, ValueError, KeyError, AttributeError) as exc:
+        raise _RenderError(key, str(exc)) from None
+
+
+def make_render_pass(spec: Spec) -> Pass:
+    """Build the pass that adds `prompt`, `response` (and `_segments` for multi-turn labels)."""
+    json_fields = {f.name for f in spec.fields if f.stored_as_json}
+    names = spec.variables
+    system = _compile(spec.system) if spec.system else None
+    prompt, response = _compile(spec.prompt), _compile(spec.response)
+    history = spec.history
+    h_prompt = _compile(history.prompt) if history else None
+    h_response = _compile(history.response) if history else None
+    keep_segments = spec.labels.turns == "all"
+
+    def turns(ctx: dict[str, Any]) -> list[str]:
+        pieces: list[str] = []
+        head = _render(system, "templates.system", ctx) if system else ""
+        past = ctx.get(history.field) or [] if history else []
+        for i, turn in enumerate(past):
+            if not (isinstance(turn, list | tuple) and len(turn) == 2):
+                raise _RenderError("templates.history", f"history item {i} must be a [query, answer] pair")
+            tctx = {**ctx, "query": turn[0], "answer": turn[1], "round": i}
+            pieces.append(head + _render(h_prompt, "templates.history.prompt", tctx))
+            pieces.append(_render(h_response, "templates.history.response", tctx))
+            head = ""
+        pieces.append(head + _render(prompt, "templates.prompt", {**ctx, "round": len(past)}))
+        return pieces
+
+    def render(batch: Batch) -> Batch:
+        n = size(batch)
+        drop = list(drops(batch))
+        error = list(batch.get(ERROR) or [None] * n)
+        prompts: list[str | None] = [None] * n
+        responses: list[str | None] = [None] * n
+        segments: list[list[str] | None] = [None] * n
+        columns = [(k, batch[k], k in json_fields) for k in names if k in batch]
+        for i in range(n):
+            if drop[i] is not None:
+                continue
+            ctx = {k: context_value(col[i], as_json) for k, col, as_json in columns}
+            try:
+                pieces = turns(ctx)
+                responses[i] = _render(response, "templates.response", {**ctx, "round": len(pieces) // 2})
+            except _RenderError as exc:
+                drop[i] = f"render: {exc.key}"
+                error[i] = f"{location(batch, i)}: {exc.key}: {exc}"
+                continue
+            prompts[i] = "".join(pieces)
+            if keep_segments:
+                segments[i] = pieces
+        out: Batch = {"prompt": prompts, "response": responses, DROP: drop, ERROR: error}
+        if keep_segments:
+            out[SEGMENTS] = segments
+        return out
+
+    return render

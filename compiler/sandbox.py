@@ -1,0 +1,27 @@
+"""The one Jinja environment every template and expression runs in: sandboxed, strict about undefined names."""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from typing import Any
+
+from jinja2 import StrictUndefined
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+
+def _to_json(value: Any, indent: int | None = None, ensure_ascii: bool = True, sort_keys: bool = False) -> str:
+    # Jinja's own `tojson` sorts keys and HTML-escapes; prompts need plain json.dumps (Gorilla's retriever uses it).
+    return json.dumps(value, indent=indent, ensure_ascii=ensure_ascii, sort_keys=sort_keys)
+
+
+@lru_cache(maxsize=1)
+def environment() -> ImmutableSandboxedEnvironment:
+    """Sandboxed (no attribute tricks, no mutation), StrictUndefined (a missing name is an error), no autoescape."""
+    env = ImmutableSandboxedEnvironment(
+        undefined=StrictUndefined,
+        autoescape=False,
+        keep_trailing_newline=True,
+    )
+    env.filters["json"] = _to_json
+    return env

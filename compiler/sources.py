@@ -1,0 +1,203 @@
+"""Reading sources: every record becomes one row of raw JSON text plus where it came from.
+
+Records stay raw here (`_record`) so that a malformed one cannot stop the read: the validate pass parses and checks
+each record and reports it by file and line. Rows are numbered per source; `_line` is the 1-based line in the file
+where one is known (JSON lines, JSON arrays, CSV).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from compiler.errors import Location, Problem, RecordError, SpecError
+from compiler.spec import FILE_FORMATS, SourceSpec, Spec
+
+RAW_SCHEMA = pa.schema(
+    [
+        ("_source", pa.int32()),
+        ("_file", pa.string()),
+        ("_row", pa.int64()),
+        ("_line", pa.int64()),
+        ("_record", pa.large_string()),
+    ]
+)
+
+
+@dataclass
+class ReadResult:
+    """The raw records of every source, and what went in (file hashes, counts)."""
+
+    table: pa.Table
+    inputs: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class _Rows:
+    file: list[str] = field(default_factory=list)
+    row: list[int] = field(default_factory=list)
+    line: list[int | None] = field(default_factory=list)
+    record: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.record)
+
+
+def _json_array_items(text: str, name: str) -> Iterator[tuple[int, str]]:
+    """(line, raw text) of each element of a top-level JSON array, without building Python objects twice."""
+    decoder = json.JSONDecoder()
+    ws = " \t\r\n"
+    i = 0
+    n = len(text)
+    while i < n and text[i] in ws:
+        i += 1
+    if i >= n or text[i] != "[":
+        raise RecordError(Problem("a .json source must hold a JSON array of records (use .jsonl for JSON lines)", Location(name, 1)))
+    i += 1
+    line = 1 + text.count("\n", 0, i)
+    pos = i
+    while True:
+        while i < n and text[i] in ws:
+            i += 1
+        if i < n and text[i] == "]":
+            return
+        line += text.count("\n", pos, i)
+        pos = i
+        try:
+            _, end = decoder.raw_decode(text, i)
+        except json.JSONDecodeError as exc:
+            raise RecordError(Problem(f"invalid JSON: {exc.msg}", Location(name, exc.lineno))) from None
+        yield line, text[i:end]
+        i = end
+        while i < n and text[i] in ws:
+            i += 1
+        if i < n and text[i] == ",":
+            i += 1
+        elif i < n and text[i] == "]":
+            return
+        else:
+            at = 1 + text.count("\n", 0, min(i, n))
+            raise RecordError(Problem("invalid JSON: expected ',' or ']' between records", Location(name, at)))
+
+
+def _dump(row: dict[str, Any]) -> str:
+    return json.dumps(row, ensure_ascii=False, default=str)
+
+
+def _read_file(path: Path, fmt: str, rows: _Rows, limit: int | None) -> str:
+    """Append the records of one file to `rows`; return the file's sha256."""
+    name = str(path)
+    digest = hashlib.sha256()
+    room = None if limit is None else max(limit - len(rows), 0)
+    if fmt in ("json", "jsonl"):
+        data = path.read_bytes()
+        digest.update(data)
+        try:
+            text = data.decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            line = data.count(b"\n", 0, exc.start) + 1
+            raise RecordError(Problem(f"not UTF-8 text: {exc.reason}", Location(name, line))) from None
+        if fmt == "jsonl":
+            items: Iterator[tuple[int, str]] = (
+                (i + 1, ln) for i, ln in enumerate(text.split("\n")) if ln.strip()
+            )
+        else:
+            items = _json_array_items(text, name)
+        for k, (line, raw) in enumerate(items):
+            if room is not None and k >= room:
+                break
+            rows.file.append(name)
+            rows.row.append(k)
+            rows.line.append(line)
+            rows.record.append(raw)
+        return digest.hexdigest()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    if fmt == "csv":
+        with path.open(newline="", encoding="utf-8-sig") as fh:
+            reader = csv.DictReader(fh)
+            for k, rec in enumerate(reader):
+                if room is not None and k >= room:
+                    break
+                rows.file.append(name)
+                rows.row.append(k)
+                rows.line.append(reader.line_num)
+                rows.record.append(_dump(rec))
+        return digest.hexdigest()
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.read_table(path)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise RecordError(Problem(f"cannot read Parquet: {exc}", Location(name))) from None
+    _append_table(table, name, rows, room)
+    return digest.hexdigest()
+
+
+def _append_table(table: pa.Table, name: str, rows: _Rows, room: int | None) -> None:
+    k = 0
+    for batch in table.to_batches(max_chunksize=4096):
+        for rec in batch.to_pylist():
+            if room is not None and k >= room:
+                return
+            rows.file.append(name)
+            rows.row.append(k)
+            rows.line.append(None)
+            rows.record.append(_dump(rec))
+            k += 1
+
+
+def _read_hub(src: SourceSpec, rows: _Rows, limit: int | None, spec: Spec) -> dict[str, Any]:
+    import datasets
+
+    split = src.split
+    room = None if limit is None else max(limit - len(rows), 0)
+    if room is not None:
+        split = f"{split}[:{room}]"
+    try:
+        ds = datasets.load_dataset(src.hub, src.config, split=split, revision=src.revision)
+    except Exception as exc:  # noqa: BLE001 - any failure to fetch is the user's source, reported at its line
+        raise SpecError(
+            Problem(f"sources.{src.index}.hub: cannot load '{src.hub}': {exc}", Location(str(spec.path), src.line))
+        ) from None
+    _append_table(ds.data.table, f"hub:{src.hub}", rows, room)
+    return {"hub": src.hub, "config": src.config, "split": src.split, "revision": src.revision, "fingerprint": ds._fingerprint}
+
+
+def read_sources(spec: Spec, limit: int | None = None) -> ReadResult:
+    """Read every source of the spec (up to `limit` records in all) into one raw Arrow table."""
+    index: list[int] = []
+    rows = _Rows()
+    inputs: list[dict[str, Any]] = []
+    for src in spec.sources:
+        if limit is not None and len(rows) >= limit:
+            break
+        before = len(rows)
+        if src.kind == "hub":
+            inputs.append({**_read_hub(src, rows, limit, spec), "records": len(rows) - before})
+        else:
+            for path in src.files:
+                start = len(rows)
+                fmt = src.format or FILE_FORMATS[path.suffix.lower()]
+                sha = _read_file(path, fmt, rows, limit)
+                inputs.append({"path": str(path), "format": fmt, "sha256": sha, "records": len(rows) - start})
+        index.extend([src.index] * (len(rows) - before))
+    table = pa.table(
+        {
+            "_source": pa.array(index, pa.int32()),
+            "_file": pa.array(rows.file, pa.string()),
+            "_row": pa.array(rows.row, pa.int64()),
+            "_line": pa.array(rows.line, pa.int64()),
+            "_record": pa.array(rows.record, pa.large_string()),
+        },
+        schema=RAW_SCHEMA,
+    )
+    return ReadResult(table=table, inputs=inputs)

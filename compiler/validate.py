@@ -1,0 +1,116 @@
+"""The validate pass: parse each raw record, rename columns, fill defaults, check it against the fields' JSON Schema.
+
+A record that fails gets `_drop = "invalid: <reason>"` (reasons are counted in the manifest) and a located `_error`.
+Valid records come out as typed columns, one per field.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import jsonschema
+import pyarrow as pa
+
+from compiler.batch import DROP, ERROR, Batch, Pass, location, size
+from compiler.spec import MISSING, FieldSpec, Spec
+
+_JSON_TYPES = {"string": "string", "integer": "integer", "number": "number", "boolean": "boolean", "array": "array", "object": "object"}
+_ARROW_TYPES = {"string": pa.string(), "integer": pa.int64(), "number": pa.float64(), "boolean": pa.bool_()}
+
+
+def field_schema(f: FieldSpec) -> dict[str, Any]:
+    """The JSON Schema of one field's value."""
+    schema: dict[str, Any] = {}
+    if f.type in _JSON_TYPES:
+        schema["type"] = _JSON_TYPES[f.type]
+        if not f.required and f.default is MISSING:
+            schema["type"] = [schema["type"], "null"]
+    if f.items is not None:
+        schema["items"] = field_schema(f.items)
+    if f.enum is not None:
+        schema["enum"] = list(f.enum)
+    if f.min_length is not None:
+        schema["minLength" if f.type == "string" else "minItems"] = f.min_length
+    return schema
+
+
+def record_schema(spec: Spec) -> dict[str, Any]:
+    """The JSON Schema every record is checked against: the spec's fields, required ones listed."""
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "type": "object",
+        "properties": {f.name: field_schema(f) for f in spec.fields},
+        "required": [f.name for f in spec.fields if f.required],
+    }
+
+
+def arrow_type(f: FieldSpec) -> pa.DataType:
+    """How a field is stored between passes: scalars natively, arrays/objects/any as JSON text."""
+    return pa.large_string() if f.stored_as_json else _ARROW_TYPES[f.type]
+
+
+def _reason(error: jsonschema.ValidationError) -> tuple[str, str | None, str]:
+    """(counted reason, field, message) for one schema error."""
+    path = list(error.absolute_path)
+    if error.validator == "required":
+        missing = error.message.split("'")[1] if "'" in error.message else "?"
+        return f"missing field '{missing}'", missing, "required field is missing"
+    name = str(path[0]) if path else None
+    where = "".join(f"[{p}]" for p in path[1:])
+    if error.validator == "type":
+        got = type(error.instance).__name__ if error.instance is not None else "null"
+        expected = error.validator_value if isinstance(error.validator_value, str) else error.validator_value[0]
+        return f"{name}: wrong type", name, f"{where + ': ' if where else ''}expected {expected}, got {got}: {_short(error.instance)}"
+    return f"{name}: {error.validator}", name, f"{where + ': ' if where else ''}{error.message}"
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value, ensure_ascii=False, default=str)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def make_validate_pass(spec: Spec) -> Pass:
+    """Build the pass that turns `_record` JSON text into checked, typed field columns."""
+    validator = jsonschema.Draft202012Validator(record_schema(spec))
+    renames = {s.index: dict(s.columns) for s in spec.sources if s.columns}
+    defaults = {f.name: f.default for f in spec.fields if f.default is not MISSING}
+    fields = spec.fields
+
+    def validate(batch: Batch) -> Batch:
+        n = size(batch)
+        out: Batch = {f.name: [None] * n for f in fields}
+        drop: list[str | None] = [None] * n
+        error: list[str | None] = [None] * n
+        for i, raw in enumerate(batch["_record"]):
+            try:
+                record = json.loads(raw)
+            except json.JSONDecodeError as exc:
+                drop[i], error[i] = "invalid: not valid JSON", f"{location(batch, i)}: not valid JSON: {exc.msg}"
+                continue
+            if not isinstance(record, dict):
+                drop[i] = "invalid: not an object"
+                error[i] = f"{location(batch, i)}: a record must be a JSON object, got {type(record).__name__}"
+                continue
+            mapping = renames.get(batch["_source"][i])
+            if mapping:
+                record = {mapping.get(k, k): v for k, v in record.items()}
+            for key, value in defaults.items():
+                if record.get(key) is None:
+                    record[key] = value
+            if not validator.is_valid(record):
+                err = min(validator.iter_errors(record), key=lambda e: (len(e.absolute_path), str(e.message)))
+                reason, name, message = _reason(err)
+                drop[i] = f"invalid: {reason}"
+                error[i] = f"{location(batch, i, name)}: {message}"
+                continue
+            for f in fields:
+                value = record.get(f.name)
+                if f.stored_as_json and value is not None:
+                    value = json.dumps(value, ensure_ascii=False)
+                out[f.name][i] = value
+        out[DROP] = drop
+        out[ERROR] = error
+        return out
+
+    return validate

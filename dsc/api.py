@@ -1,0 +1,30 @@
+"""The Python face of dsc: what the CLI does, callable from a script or a trainer."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from builders.package import Package, write_package
+from compiler.pipeline import Options, compile_spec
+from compiler.spec import load_spec
+
+
+def build(
+    spec_path: str | Path,
+    *,
+    output: str | Path | None = None,
+    limit: int | None = None,
+    num_proc: int | None = None,
+    **overrides: Any,
+) -> Package:
+    """Build the package a format spec describes and return where it went and its manifest.
+
+    `overrides` replace top-level spec keys (e.g. `tokenizer="path/to/tok"`, `lengths={"max_length": 256}`).
+    Raises `compiler.errors.SpecError` or `RecordError` (each lists located problems) when the build cannot be made.
+    """
+    if output is not None:
+        overrides["output"] = str(output)
+    spec = load_spec(spec_path, overrides)
+    compiled = compile_spec(spec, Options(limit=limit, num_proc=num_proc))
+    return write_package(compiled, spec.output)
