@@ -118,7 +118,8 @@ def card_body(compiled: Compiled) -> str:
             + " |"
         )
     share = compiled.tokens["total"]["trainable_share"]
-    lines += ["", f"Trainable share of all tokens: {share:.1%}.", "", "See `manifest.json` for input hashes, versions and the resolved spec.", ""]
+    lines += ["", f"Trainable share of all tokens: {share:.1%}.", ""]
+    lines += ["See `manifest.json` for input hashes, versions and the resolved spec.", ""]
     return "\n".join(lines)
 
 

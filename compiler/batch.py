@@ -21,6 +21,12 @@ ERROR = "_error"
 BOOKKEEPING = ("_source", "_file", "_row", "_line")
 
 
+def field_column(name: str) -> str:
+    """The column that carries a record field between passes, kept apart from the columns the build itself makes
+    (a field may well be called `prompt`, `response` or `labels`)."""
+    return f"field.{name}"
+
+
 def size(batch: Batch) -> int:
     """The number of rows in a batch."""
     return len(next(iter(batch.values()))) if batch else 0

@@ -12,7 +12,7 @@ from typing import Any
 
 from jinja2 import TemplateError
 
-from compiler.batch import DROP, ERROR, Batch, Pass, drops, location, size
+from compiler.batch import DROP, ERROR, Batch, Pass, drops, field_column, location, size
 from compiler.sandbox import environment
 from compiler.spec import Spec
 
@@ -36,14 +36,16 @@ def make_derive_pass(spec: Spec) -> Pass:
         n = size(batch)
         drop = list(drops(batch))
         error = list(batch.get(ERROR) or [None] * n)
-        out: Batch = {d.name: [None] * n for d, _, _ in steps}
+        out: Batch = {field_column(d.name): [None] * n for d, _, _ in steps}
+        present = [k for k in spec.variables if field_column(k) in batch]
         for d, pattern, expr in steps:
-            column = out[d.name]
+            column = out[field_column(d.name)]
             for i in range(n):
                 if drop[i] is not None:
                     continue
                 if pattern is not None:
-                    text = batch[d.source][i] if d.source in batch else out[d.source][i]
+                    source = field_column(d.source)
+                    text = batch[source][i] if source in batch else out[source][i]
                     match = pattern.search(text) if isinstance(text, str) else None
                     if match is None:
                         if d.default is not None:
@@ -54,8 +56,8 @@ def make_derive_pass(spec: Spec) -> Pass:
                         continue
                     column[i] = match.group(d.group)
                 else:
-                    ctx = {k: context_value(batch[k][i], k in json_fields) for k in spec.variables if k in batch}
-                    ctx.update({k: out[k][i] for k in out if out[k][i] is not None})
+                    ctx = {k: context_value(batch[field_column(k)][i], k in json_fields) for k in present}
+                    ctx.update({e.name: out[field_column(e.name)][i] for e, _, _ in steps if out[field_column(e.name)][i] is not None})
                     try:
                         value = expr(**ctx)
                     except (TemplateError, TypeError, ValueError, KeyError) as exc:

@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from compiler import engine
-from compiler.batch import DROP, ERROR, chain
+from compiler.batch import DROP, ERROR, chain, field_column
 from compiler.derive import make_derive_pass
 from compiler.encode import IGNORE, make_encode_pass
 from compiler.errors import Problem, RecordError
@@ -86,9 +86,9 @@ def render(spec: Spec, options: Options) -> Rendered:
     features = datasets.Features(dict(ds.features))
     del features["_record"]
     for f in spec.fields:
-        features[f.name] = _value(arrow_type(f))
+        features[field_column(f.name)] = _value(arrow_type(f))
     for d in spec.derived:
-        features[d.name] = datasets.Value("string")
+        features[field_column(d.name)] = datasets.Value("string")
     features["prompt"] = datasets.Value("string")
     features["response"] = datasets.Value("string")
     if spec.labels.turns == "all":

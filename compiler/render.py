@@ -11,7 +11,7 @@ from typing import Any
 
 from jinja2 import TemplateError
 
-from compiler.batch import DROP, ERROR, Batch, Pass, drops, location, size
+from compiler.batch import DROP, ERROR, Batch, Pass, drops, field_column, location, size
 from compiler.derive import context_value
 from compiler.sandbox import environment
 from compiler.spec import Spec, Template
@@ -68,7 +68,7 @@ def make_render_pass(spec: Spec) -> Pass:
         prompts: list[str | None] = [None] * n
         responses: list[str | None] = [None] * n
         segments: list[list[str] | None] = [None] * n
-        columns = [(k, batch[k], k in json_fields) for k in names if k in batch]
+        columns = [(k, batch[field_column(k)], k in json_fields) for k in names if field_column(k) in batch]
         for i in range(n):
             if drop[i] is not None:
                 continue

@@ -20,7 +20,17 @@ from tokenizers import Tokenizer
 from compiler.errors import Location, Problem, SpecError
 from compiler.spec import Spec, TokenizerSpec
 
-_TOKENIZER_FILES = ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "*.model", "vocab*", "merges.txt", "*.tiktoken", "*.py", "config.json"]
+_TOKENIZER_FILES = [
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "*.model",
+    "vocab*",
+    "merges.txt",
+    "*.tiktoken",
+    "*.py",
+    "config.json",
+]
 
 
 @dataclass

@@ -12,7 +12,7 @@ from typing import Any
 import jsonschema
 import pyarrow as pa
 
-from compiler.batch import DROP, ERROR, Batch, Pass, location, size
+from compiler.batch import DROP, ERROR, Batch, Pass, field_column, location, size
 from compiler.spec import MISSING, FieldSpec, Spec
 
 _JSON_TYPES = {"string": "string", "integer": "integer", "number": "number", "boolean": "boolean", "array": "array", "object": "object"}
@@ -79,7 +79,7 @@ def make_validate_pass(spec: Spec) -> Pass:
 
     def validate(batch: Batch) -> Batch:
         n = size(batch)
-        out: Batch = {f.name: [None] * n for f in fields}
+        out: Batch = {field_column(f.name): [None] * n for f in fields}
         drop: list[str | None] = [None] * n
         error: list[str | None] = [None] * n
         for i, raw in enumerate(batch["_record"]):
@@ -108,7 +108,7 @@ def make_validate_pass(spec: Spec) -> Pass:
                 value = record.get(f.name)
                 if f.stored_as_json and value is not None:
                     value = json.dumps(value, ensure_ascii=False)
-                out[f.name][i] = value
+                out[field_column(f.name)][i] = value
         out[DROP] = drop
         out[ERROR] = error
         return out
