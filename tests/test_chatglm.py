@@ -7,11 +7,11 @@ from pathlib import Path
 
 import datasets
 import pytest
+from conftest import DATA, FORMATS
 
 import dsc
 from compiler.spec import TokenizerSpec
 from compiler.tokenizer import load_tokenizer
-from conftest import DATA, FORMATS
 
 
 def chatglm6b_prompt(query: str, history: list[list[str]]) -> str:

@@ -5,14 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from conftest import DATA, run_dsc
 
 from compiler.errors import SpecError
 from compiler.spec import load_spec
-from conftest import DATA, run_dsc
 
 GOOD = f"""name: demo
 sources:
-  - path: {DATA / 'alpaca_en_demo.json'}
+  - path: {DATA / "alpaca_en_demo.json"}
 fields:
   instruction: {{type: string, required: true}}
   input: {{type: string, default: ""}}
@@ -24,20 +24,53 @@ templates:
 
 CASES = [
     # (description, text to replace in GOOD, replacement, expected line, expected message parts)
-    ("undefined template variable", "{{ instruction }}\\n", "{{ instrucion }}\\n", 9,
-     ["templates.prompt", "undefined variable 'instrucion'", "did you mean 'instruction'", "fields are instruction, input, output"]),
+    (
+        "undefined template variable",
+        "{{ instruction }}\\n",
+        "{{ instrucion }}\\n",
+        9,
+        ["templates.prompt", "undefined variable 'instrucion'", "did you mean 'instruction'", "fields are instruction, input, output"],
+    ),
     ("misspelled top-level key", "templates:", "templtes:", 8, ["unknown key 'templtes'", "did you mean 'templates'"]),
-    ("wrong type", "  - path:", "lengths: {max_length: many}\nsources:\n  - path:", 3, ["lengths.max_length", "'many' is not of type 'integer'"]),
+    (
+        "wrong type",
+        "  - path:",
+        "lengths: {max_length: many}\nsources:\n  - path:",
+        3,
+        ["lengths.max_length", "'many' is not of type 'integer'"],
+    ),
     ("missing source file", f"{DATA / 'alpaca_en_demo.json'}", "nowhere/*.json", 3, ["sources.0.path", "no file matches 'nowhere/*.json'"]),
-    ("bad field type", "type: string, required: true}\n  input", "type: text, required: true}\n  input", 5, ["fields.instruction.type", "'text' is not one of"]),
+    (
+        "bad field type",
+        "type: string, required: true}\n  input",
+        "type: text, required: true}\n  input",
+        5,
+        ["fields.instruction.type", "'text' is not one of"],
+    ),
     ("template syntax", "{{ output }}", "{{ output }", 10, ["templates.response", "template syntax error"]),
     ("missing template file", '"{{ output }}"', "{file: nope.j2}", 10, ["templates.response.file", "template file 'nope.j2' not found"]),
     ("invalid YAML", "fields:\n", "fields:\n  - [\n", 7, ["invalid YAML", "flow sequence at line 5"]),
-    ("required with default", 'input: {type: string, default: ""}', 'input: {type: string, required: true, default: ""}', 6,
-     ["fields.input.default", "a required field cannot have a default"]),
-    ("bad regex", "templates:", "derived:\n  x: {from: input, regex: '(unclosed'}\ntemplates:", 9, ["derived.x.regex", "invalid regular expression"]),
-    ("derived from unknown field", "templates:", "derived:\n  x: {from: inptu, regex: '(a)'}\ntemplates:", 9,
-     ["derived.x.from", "unknown field 'inptu'"]),
+    (
+        "required with default",
+        'input: {type: string, default: ""}',
+        'input: {type: string, required: true, default: ""}',
+        6,
+        ["fields.input.default", "a required field cannot have a default"],
+    ),
+    (
+        "bad regex",
+        "templates:",
+        "derived:\n  x: {from: input, regex: '(unclosed'}\ntemplates:",
+        9,
+        ["derived.x.regex", "invalid regular expression"],
+    ),
+    (
+        "derived from unknown field",
+        "templates:",
+        "derived:\n  x: {from: inptu, regex: '(a)'}\ntemplates:",
+        9,
+        ["derived.x.from", "unknown field 'inptu'"],
+    ),
     ("turns all without history", "templates:", "labels: {turns: all}\ntemplates:", 8, ["labels.turns", "needs templates.history"]),
     ("bad name", "name: demo", "name: 'no spaces please'", 1, ["name", "does not match"]),
     ("policy typo", "templates:", "lengths: {max_length: 64, overflow: cut}\ntemplates:", 8, ["lengths.overflow"]),

@@ -12,12 +12,12 @@ from pathlib import Path
 
 import datasets
 import pytest
+from conftest import DATA, FORMATS
 from transformers import AutoTokenizer
 
 import dsc
 from compiler.encode import IGNORE
 from compiler.tokenizer import qwen3_path
-from conftest import DATA, FORMATS
 
 UNLIMITED = {"max_length": 1_000_000}
 
