@@ -1,7 +1,13 @@
-"""Running passes over Arrow data with `datasets.map`: batched, in memory, optionally in worker processes.
+"""Running passes over Arrow data: batched, in memory, in one process or in `datasets.map` worker processes.
 
-This is the one place that knows about the engine; passes only see batches. Between phases the engine filters the
-rows passes marked with `_drop`, with Arrow compute, and hands the counts to the pipeline.
+This is the one place that knows about the engine; passes only see batches (dict of column lists). Both ways feed the
+same adapter (`_on_arrow`): Arrow batch in, Python lists to the pass, Arrow out in the declared schema.
+
+- One process: a plain loop over the table's record batches whose outputs are chained, not copied. (`datasets.map`
+  in memory writes into one growing buffer that peaks at about twice the output.)
+- Several (`--num-proc N`): `datasets.map(num_proc=N)` forks workers over shards.
+
+Between phases the engine counts the drop reasons and filters the dropped rows with Arrow compute.
 """
 
 from __future__ import annotations
@@ -14,20 +20,23 @@ import datasets
 import pyarrow as pa
 import pyarrow.compute as pc
 from datasets.table import InMemoryTable
+from tqdm.auto import tqdm
 
 from compiler.batch import DROP, ERROR, Pass
 
 
 def from_table(table: pa.Table) -> datasets.Dataset:
-    """Wrap an Arrow table as an in-memory Dataset (no cache files: every build starts from its inputs)."""
-    return datasets.Dataset(InMemoryTable(table))
+    """Wrap an Arrow table as an in-memory Dataset (no cache files: every build starts from its inputs).
+
+    The fingerprint is given, not computed: datasets would otherwise hash the whole table (a full serialized copy)."""
+    return datasets.Dataset(InMemoryTable(table), fingerprint=uuid.uuid4().hex)
 
 
 def _on_arrow(fn: Pass, schema: pa.Schema, remove: set[str]) -> Callable[[pa.Table], pa.Table]:
-    """Adapt a pass to Arrow batches: Arrow in, Python lists to the pass, Arrow out in the declared schema.
+    """Adapt a pass to Arrow batches.
 
     Input columns the pass does not replace are carried over as Arrow, untouched; new columns are converted with their
-    declared types (or taken as built, like token lists): far cheaper than datasets' inference over Python objects."""
+    declared types (or taken as built, like token lists): far cheaper than type inference over Python objects."""
 
     def run(table: pa.Table) -> pa.Table:
         out = fn(table.to_pydict())
@@ -49,22 +58,29 @@ def apply(
     num_proc: int | None = None,
     batch_size: int = 1000,
 ) -> datasets.Dataset:
-    """Run one (possibly chained) pass over every batch of `ds`.
-
-    The fingerprint is fresh on purpose: nothing is cached between builds, so changed data can never be served stale.
-    """
-    result = ds.with_format("arrow").map(
-        _on_arrow(fn, features.arrow_schema, set(remove_columns or ())),
-        batched=True,
-        batch_size=batch_size,
-        num_proc=num_proc if num_proc and num_proc > 1 else None,
-        features=features,
-        keep_in_memory=True,
-        load_from_cache_file=False,
-        new_fingerprint=uuid.uuid4().hex,
-        desc=desc,
-    )
-    return result.with_format(None)
+    """Run one (possibly chained) pass over every batch of `ds`; `features` declares the result's columns."""
+    adapter = _on_arrow(fn, features.arrow_schema, set(remove_columns or ()))
+    if num_proc and num_proc > 1:
+        result = ds.with_format("arrow").map(
+            adapter,
+            batched=True,
+            batch_size=batch_size,
+            num_proc=num_proc,
+            features=features,
+            keep_in_memory=True,
+            load_from_cache_file=False,
+            new_fingerprint=uuid.uuid4().hex,  # nothing is cached between builds: changed data is never served stale
+            desc=desc,
+        )
+        return result.with_format(None)
+    table = ds.data.table
+    parts = []
+    with tqdm(total=len(table), desc=desc, unit=" examples", disable=not datasets.is_progress_bar_enabled()) as bar:
+        for batch in table.to_batches(max_chunksize=batch_size):
+            parts.append(adapter(pa.Table.from_batches([batch])))
+            bar.update(batch.num_rows)
+    out = pa.concat_tables(parts) if parts else features.arrow_schema.empty_table()
+    return from_table(out)
 
 
 def reasons(ds: datasets.Dataset) -> Counter[str]:
@@ -83,9 +99,13 @@ def first_errors(ds: datasets.Dataset, limit: int) -> tuple[list[str], int]:
     return found, total
 
 
+def kept_table(table: pa.Table, drop_columns: list[str]) -> pa.Table:
+    """The rows no pass dropped (no copy when none was), without the given bookkeeping columns."""
+    if table.column(DROP).null_count != len(table):
+        table = table.filter(pc.is_null(table.column(DROP)))
+    return table.drop_columns([c for c in drop_columns if c in table.column_names])
+
+
 def kept(ds: datasets.Dataset, drop_columns: list[str]) -> datasets.Dataset:
-    """The rows no pass dropped, without the given bookkeeping columns."""
-    table = ds.data.table
-    table = table.filter(pc.is_null(table.column(DROP)))
-    table = table.drop_columns([c for c in drop_columns if c in table.column_names])
-    return from_table(table)
+    """`kept_table` as a Dataset."""
+    return from_table(kept_table(ds.data.table, drop_columns))

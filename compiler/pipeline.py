@@ -93,9 +93,10 @@ def render(spec: Spec, options: Options) -> Rendered:
     features["response"] = datasets.Value("string")
     if spec.labels.turns == "all":
         features[SEGMENTS] = datasets.List(datasets.Value("string"))
+    features[KEY] = datasets.Value("int64")
     features[DROP] = datasets.Value("string")
     features[ERROR] = datasets.Value("string")
-    passes = chain(make_validate_pass(spec), make_derive_pass(spec), make_render_pass(spec))
+    passes = chain(make_validate_pass(spec), make_derive_pass(spec), make_render_pass(spec), make_split_key_pass(spec.split))
     ds = engine.apply(ds, passes, desc="validate + render", features=features, remove_columns=["_record"], num_proc=options.num_proc)
     if spec.on_invalid == "error":
         _raise_errors(ds, "failed validation or rendering (on_invalid: error; set on_invalid: skip to drop them)")
@@ -135,11 +136,26 @@ def _source_ids(table: pa.Table) -> pa.Array:
     return pc.binary_join_element_wise(names, rows, "#")
 
 
+def _split_order(table: pa.Table, spec: Spec) -> tuple[pa.Table, int]:
+    """The rendered rows reordered train first, validation after, and the number of train rows.
+
+    Splitting before tokenizing costs one copy of the text; afterwards each split is a zero-copy slice of the
+    tokenized table, which is several times larger."""
+    to_validation = validation_mask(table.column(KEY).to_numpy(), spec.split)
+    if not to_validation.any():
+        return table, len(table)
+    order = np.concatenate([np.flatnonzero(~to_validation), np.flatnonzero(to_validation)])
+    return table.take(pa.array(order)), int((~to_validation).sum())
+
+
 def tokenize(spec: Spec, rendered: Rendered, tok: LoadedTokenizer, options: Options) -> Compiled:
-    """Tokenize, apply lengths and labels, and split the rendered records."""
+    """Split, then tokenize and apply lengths and labels to the rendered records."""
     # The tokenize phase needs only the rendered text and the bookkeeping; fields stay behind (less to convert).
-    needed = ["_source", "_file", "_row", "_line", "prompt", "response", SEGMENTS, DROP, ERROR]
-    ds = rendered.dataset.select_columns([c for c in needed if c in rendered.dataset.column_names])
+    needed = ["_source", "_file", "_row", "_line", "prompt", "response", SEGMENTS, KEY]
+    table = rendered.dataset.data.table
+    table, n_train = _split_order(table.select([c for c in needed if c in table.column_names]), spec)
+    ds = engine.from_table(table)
+    del table
     features = datasets.Features(dict(ds.features))
     features.pop(SEGMENTS, None)
     features.update(
@@ -148,26 +164,34 @@ def tokenize(spec: Spec, rendered: Rendered, tok: LoadedTokenizer, options: Opti
             "labels": datasets.List(datasets.Value("int32")),
             "_truncated": datasets.Value("bool"),
             "_drift": datasets.Value("bool"),
-            KEY: datasets.Value("int64"),
             DROP: datasets.Value("string"),
             ERROR: datasets.Value("string"),
         }
     )
-    passes = chain(make_encode_pass(spec, tok), make_split_key_pass(spec.split))
-    remove = [SEGMENTS] if SEGMENTS in ds.column_names else None
-    ds = engine.apply(ds, passes, desc="tokenize", features=features, remove_columns=remove, num_proc=options.num_proc, batch_size=2000)
+    features.pop(KEY, None)
+    remove = [c for c in (SEGMENTS, KEY) if c in ds.column_names]
+    ds = engine.apply(
+        ds,
+        make_encode_pass(spec, tok),
+        desc="tokenize",
+        features=features,
+        remove_columns=remove,
+        num_proc=options.num_proc,
+        batch_size=2000,
+    )
     _raise_errors(ds, "longer than the spec's lengths allow (overflow: error)")
     dropped = engine.reasons(ds)
     table = ds.data.table
-    table = table.filter(pc.is_null(table.column(DROP)))
+    del ds
+    drop_column = table.column(DROP)
+    n_train -= drop_column.slice(0, n_train).drop_null().length() if drop_column.null_count != len(table) else 0
+    table = engine.kept_table(table, [DROP, ERROR])
     truncated = int(pc.sum(table.column("_truncated")).as_py() or 0)
     drift = int(pc.sum(table.column("_drift")).as_py() or 0)
-    to_validation = validation_mask(table.column(KEY).to_numpy(), spec.split)
-    table = table.append_column("source_id", _source_ids(table))
-    table = table.select(list(PACKAGE_FEATURES)).cast(PACKAGE_FEATURES.arrow_schema)
-    splits = {"train": engine.from_table(table.filter(pa.array(~to_validation)))}
-    if to_validation.any():
-        splits["validation"] = engine.from_table(table.filter(pa.array(to_validation)))
+    table = table.append_column("source_id", _source_ids(table)).select(list(PACKAGE_FEATURES))
+    splits = {"train": engine.from_table(table.slice(0, n_train))}
+    if n_train < len(table):
+        splits["validation"] = engine.from_table(table.slice(n_train))
     tokens = {name: _token_stats(split) for name, split in splits.items()}
     total = sum(t["tokens"] for t in tokens.values())
     trained = sum(t["trainable"] for t in tokens.values())

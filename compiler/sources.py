@@ -26,9 +26,10 @@ RAW_SCHEMA = pa.schema(
         ("_file", pa.string()),
         ("_row", pa.int64()),
         ("_line", pa.int64()),
-        ("_record", pa.large_string()),
+        ("_record", pa.large_binary()),
     ]
 )
+CHUNK = 8192
 
 
 @dataclass
@@ -39,15 +40,36 @@ class ReadResult:
     inputs: list[dict[str, Any]] = field(default_factory=list)
 
 
-@dataclass
 class _Rows:
-    file: list[str] = field(default_factory=list)
-    row: list[int] = field(default_factory=list)
-    line: list[int | None] = field(default_factory=list)
-    record: list[str] = field(default_factory=list)
+    """Raw rows gathered into Arrow record batches of CHUNK rows, so a large file never sits in Python twice."""
+
+    def __init__(self) -> None:
+        self.batches: list[pa.RecordBatch] = []
+        self.source = 0
+        self._done = 0
+        self._pending: tuple[list[str], list[int], list[int | None], list[bytes]] = ([], [], [], [])
+
+    def add(self, file: str, row: int, line: int | None, record: bytes) -> None:
+        files, rows, lines, records = self._pending
+        files.append(file)
+        rows.append(row)
+        lines.append(line)
+        records.append(record)
+        if len(records) >= CHUNK:
+            self.flush()
+
+    def flush(self) -> None:
+        files, rows, lines, records = self._pending
+        if not records:
+            return
+        columns = [pa.array([self.source] * len(records), pa.int32()), pa.array(files, pa.string())]
+        columns += [pa.array(rows, pa.int64()), pa.array(lines, pa.int64()), pa.array(records, pa.large_binary())]
+        self.batches.append(pa.RecordBatch.from_arrays(columns, schema=RAW_SCHEMA))
+        self._done += len(records)
+        self._pending = ([], [], [], [])
 
     def __len__(self) -> int:
-        return len(self.record)
+        return self._done + len(self._pending[3])
 
 
 def _json_array_items(text: str, name: str) -> Iterator[tuple[int, str]]:
@@ -87,8 +109,8 @@ def _json_array_items(text: str, name: str) -> Iterator[tuple[int, str]]:
             raise RecordError(Problem("invalid JSON: expected ',' or ']' between records", Location(name, at)))
 
 
-def _dump(row: dict[str, Any]) -> str:
-    return json.dumps(row, ensure_ascii=False, default=str)
+def _dump(row: dict[str, Any]) -> bytes:
+    return json.dumps(row, ensure_ascii=False, default=str).encode("utf-8")
 
 
 def _read_file(path: Path, fmt: str, rows: _Rows, limit: int | None) -> str:
@@ -96,7 +118,17 @@ def _read_file(path: Path, fmt: str, rows: _Rows, limit: int | None) -> str:
     name = str(path)
     digest = hashlib.sha256()
     room = None if limit is None else max(limit - len(rows), 0)
-    if fmt in ("json", "jsonl"):
+    if fmt == "jsonl":
+        # Line by line from the file: the validate pass parses (and reports) each line; here they stay bytes.
+        k = 0
+        with path.open("rb") as fh:
+            for number, raw in enumerate(fh, start=1):
+                digest.update(raw)
+                if (room is None or k < room) and raw.strip():
+                    rows.add(name, k, number, raw)
+                    k += 1
+        return digest.hexdigest()
+    if fmt == "json":
         data = path.read_bytes()
         digest.update(data)
         try:
@@ -104,19 +136,11 @@ def _read_file(path: Path, fmt: str, rows: _Rows, limit: int | None) -> str:
         except UnicodeDecodeError as exc:
             line = data.count(b"\n", 0, exc.start) + 1
             raise RecordError(Problem(f"not UTF-8 text: {exc.reason}", Location(name, line))) from None
-        if fmt == "jsonl":
-            items: Iterator[tuple[int, str]] = (
-                (i + 1, ln) for i, ln in enumerate(text.split("\n")) if ln.strip()
-            )
-        else:
-            items = _json_array_items(text, name)
-        for k, (line, raw) in enumerate(items):
+        del data
+        for k, (line, raw) in enumerate(_json_array_items(text, name)):
             if room is not None and k >= room:
                 break
-            rows.file.append(name)
-            rows.row.append(k)
-            rows.line.append(line)
-            rows.record.append(raw)
+            rows.add(name, k, line, raw.encode("utf-8"))
         return digest.hexdigest()
     with path.open("rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
@@ -127,10 +151,7 @@ def _read_file(path: Path, fmt: str, rows: _Rows, limit: int | None) -> str:
             for k, rec in enumerate(reader):
                 if room is not None and k >= room:
                     break
-                rows.file.append(name)
-                rows.row.append(k)
-                rows.line.append(reader.line_num)
-                rows.record.append(_dump(rec))
+                rows.add(name, k, reader.line_num, _dump(rec))
         return digest.hexdigest()
     import pyarrow.parquet as pq
 
@@ -148,10 +169,7 @@ def _append_table(table: pa.Table, name: str, rows: _Rows, room: int | None) -> 
         for rec in batch.to_pylist():
             if room is not None and k >= room:
                 return
-            rows.file.append(name)
-            rows.row.append(k)
-            rows.line.append(None)
-            rows.record.append(_dump(rec))
+            rows.add(name, k, None, _dump(rec))
             k += 1
 
 
@@ -174,12 +192,13 @@ def _read_hub(src: SourceSpec, rows: _Rows, limit: int | None, spec: Spec) -> di
 
 def read_sources(spec: Spec, limit: int | None = None) -> ReadResult:
     """Read every source of the spec (up to `limit` records in all) into one raw Arrow table."""
-    index: list[int] = []
     rows = _Rows()
     inputs: list[dict[str, Any]] = []
     for src in spec.sources:
         if limit is not None and len(rows) >= limit:
             break
+        rows.flush()
+        rows.source = src.index
         before = len(rows)
         if src.kind == "hub":
             inputs.append({**_read_hub(src, rows, limit, spec), "records": len(rows) - before})
@@ -189,15 +208,5 @@ def read_sources(spec: Spec, limit: int | None = None) -> ReadResult:
                 fmt = src.format or FILE_FORMATS[path.suffix.lower()]
                 sha = _read_file(path, fmt, rows, limit)
                 inputs.append({"path": str(path), "format": fmt, "sha256": sha, "records": len(rows) - start})
-        index.extend([src.index] * (len(rows) - before))
-    table = pa.table(
-        {
-            "_source": pa.array(index, pa.int32()),
-            "_file": pa.array(rows.file, pa.string()),
-            "_row": pa.array(rows.row, pa.int64()),
-            "_line": pa.array(rows.line, pa.int64()),
-            "_record": pa.array(rows.record, pa.large_string()),
-        },
-        schema=RAW_SCHEMA,
-    )
-    return ReadResult(table=table, inputs=inputs)
+    rows.flush()
+    return ReadResult(table=pa.Table.from_batches(rows.batches, schema=RAW_SCHEMA), inputs=inputs)

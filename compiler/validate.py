@@ -88,6 +88,9 @@ def make_validate_pass(spec: Spec) -> Pass:
             except json.JSONDecodeError as exc:
                 drop[i], error[i] = "invalid: not valid JSON", f"{location(batch, i)}: not valid JSON: {exc.msg}"
                 continue
+            except UnicodeDecodeError as exc:
+                drop[i], error[i] = "invalid: not UTF-8", f"{location(batch, i)}: not UTF-8 text: {exc.reason}"
+                continue
             if not isinstance(record, dict):
                 drop[i] = "invalid: not an object"
                 error[i] = f"{location(batch, i)}: a record must be a JSON object, got {type(record).__name__}"
