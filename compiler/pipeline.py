@@ -1,4 +1,4 @@
-"""The build pipeline: sources -> validate/derive/render -> tokenize/split -> splits and counts.
+"""The build pipeline: sources -> validate/derive/render -> dedup (when the spec asks) -> tokenize/split -> splits, counts.
 
 Two phases of passes, each one `datasets.map` over the whole set; between them the rows marked dropped are counted and
 filtered, and records that must fail the build (bad records under `on_invalid: error`, over-long ones under
@@ -18,6 +18,7 @@ import pyarrow.compute as pc
 
 from compiler import engine
 from compiler.batch import DROP, ERROR, chain, field_column
+from compiler.dedup import VALIDATION, Duplicates, deduplicate
 from compiler.derive import make_derive_pass
 from compiler.encode import IGNORE, make_encode_pass
 from compiler.errors import Problem, RecordError
@@ -70,6 +71,7 @@ class Compiled:
     counts: dict[str, Any]
     inputs: list[dict[str, Any]]
     tokens: dict[str, Any] = field(default_factory=dict)
+    duplicates: Duplicates | None = None
 
 
 def _raise_errors(ds: datasets.Dataset, what: str) -> None:
@@ -160,7 +162,10 @@ def tokenize(spec: Spec, rendered: Rendered, tok: LoadedTokenizer, options: Opti
     table = table.filter(pc.is_null(table.column(DROP)))
     truncated = int(pc.sum(table.column("_truncated")).as_py() or 0)
     drift = int(pc.sum(table.column("_drift")).as_py() or 0)
-    to_validation = validation_mask(table.column(KEY).to_numpy(), spec.split)
+    if VALIDATION in table.column_names:  # dedup split the records already; splitting again could leak copies
+        to_validation = table.column(VALIDATION).to_numpy(zero_copy_only=False)
+    else:
+        to_validation = validation_mask(table.column(KEY).to_numpy(), spec.split)
     table = table.append_column("source_id", _source_ids(table))
     table = table.select(list(PACKAGE_FEATURES)).cast(PACKAGE_FEATURES.arrow_schema)
     splits = {"train": engine.from_table(table.filter(pa.array(~to_validation)))}
@@ -186,4 +191,11 @@ def compile_spec(spec: Spec, options: Options | None = None, tokenizer: LoadedTo
     options = options or Options()
     rendered = render(spec, options)
     tok = tokenizer or load_tokenizer(spec.tokenizer, spec)
-    return tokenize(spec, rendered, tok, options)
+    if spec.dedup is None:
+        return tokenize(spec, rendered, tok, options)
+    rendered.dataset, duplicates = deduplicate(spec, rendered.dataset, options.num_proc)
+    compiled = tokenize(spec, rendered, tok, options)
+    compiled.duplicates = duplicates
+    compiled.counts["dropped"] = {**duplicates.reasons(), **compiled.counts["dropped"]}
+    compiled.counts["duplicates"] = duplicates.counts
+    return compiled

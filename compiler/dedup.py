@@ -1,0 +1,232 @@
+"""Deduplication, the pass between render and tokenize: exact copies and MinHash near-copies leave the build.
+
+It needs the whole set, so it runs in two phases. Phase one is a plain batch pass (under `datasets.map`, in worker
+processes with `num_proc`): each record's compared text gets an exact key, a MinHash signature, its length and its
+split key. Phase two is global and in numpy: exact keys and LSH bands give pairs, a union-find gives clusters, and each
+cluster keeps one record (`keep`), preferring a training record, so that a validation record with a copy in training
+is removed from validation and counted as leakage.
+
+The split is decided here, before anything is dropped (the validation records are the ones with the smallest split
+keys among the rendered records), and tokenize keeps it: a record moved between splits after dedup could bring a
+copy of a training record into validation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from importlib import metadata
+from typing import Any
+
+import datasets
+import numpy as np
+import pyarrow as pa
+
+from compiler import engine
+from compiler.batch import Batch, Pass, chain, field_column, source_id
+from compiler.dedup_spec import RENDERED, DedupSpec
+from compiler.lsh import band_shape, find, near_clusters, similarity, union
+from compiler.lsh import buckets as equal_key_pairs
+from compiler.minhash import HASH_SCHEME, SCHEME, batch_signatures, exact_keys
+from compiler.spec import Spec
+from compiler.split import KEY, make_split_key_pass, validation_mask
+
+SIGNATURE = "_dedup_signature"
+EXACT = "_dedup_exact"
+LENGTH = "_dedup_length"
+VALUE = "_dedup_value"
+VALIDATION = "_validation"
+"""True for the records that go to validation; tokenize reads it instead of splitting again."""
+
+REASONS = {"exact": "duplicate: exact", "near": "duplicate: near", "leakage": "duplicate: leakage"}
+"""The drop reasons dedup reports in the manifest's counts."""
+
+
+@dataclass
+class Duplicates:
+    """What dedup removed, as row indices into the rendered records, and the audit trail the package keeps."""
+
+    dropped: np.ndarray
+    kept: np.ndarray
+    similarity: np.ndarray
+    reason: np.ndarray
+    validation: np.ndarray
+    records: list[dict[str, Any]] = field(default_factory=list)
+    counts: dict[str, Any] = field(default_factory=dict)
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    def reasons(self) -> dict[str, int]:
+        """Drop reason -> count, in the manifest's `dropped` vocabulary."""
+        names, counts = np.unique(self.reason, return_counts=True)
+        return {REASONS[str(n)]: int(c) for n, c in zip(names, counts, strict=True)}
+
+
+def compared_texts(batch: Batch, dedup: DedupSpec) -> list[str]:
+    """The text each record is compared on: the `compare` columns joined by newlines (a missing value is empty)."""
+    columns = [batch[name.split("_", 1)[1]] if name in RENDERED else batch[field_column(name)] for name in dedup.compare]
+    return ["\n".join("" if v is None else str(v) for v in values) for values in zip(*columns, strict=True)]
+
+
+def make_signature_pass(spec: Spec) -> Pass:
+    """Phase one: exact key, signature, length, keep value and split key of every record in a batch."""
+    dedup = spec.dedup
+    assert dedup is not None
+
+    def signature(batch: Batch) -> Batch:
+        texts = compared_texts(batch, dedup)
+        out: Batch = {LENGTH: [len(t) for t in texts]}
+        if dedup.exact:
+            out[EXACT] = exact_keys(texts, dedup.normalize)
+        if dedup.near is not None:
+            out[SIGNATURE] = [row.tobytes() for row in batch_signatures(texts, dedup.near, dedup.normalize)]
+        if dedup.keep.field is not None:
+            out[VALUE] = [None if v is None else float(v) for v in batch[field_column(dedup.keep.field)]]
+        return out
+
+    return chain(signature, make_split_key_pass(spec.split))
+
+
+def _features(spec: Spec, ds: datasets.Dataset) -> datasets.Features:
+    dedup = spec.dedup
+    assert dedup is not None
+    features = datasets.Features({**ds.features, LENGTH: datasets.Value("int64"), KEY: datasets.Value("int64")})
+    if dedup.exact:
+        features[EXACT] = datasets.Value("int64")
+    if dedup.near is not None:
+        features[SIGNATURE] = datasets.Value("binary")
+    if dedup.keep.field is not None:
+        features[VALUE] = datasets.Value("float64")
+    return features
+
+
+def signature_matrix(column: pa.ChunkedArray, num_perm: int) -> np.ndarray:
+    """The binary signature column as one (records, num_perm) uint32 array, without a Python object per record."""
+    array = column.combine_chunks()
+    offsets = np.frombuffer(array.buffers()[1], dtype=np.int32)[array.offset : array.offset + len(array) + 1]
+    data = np.frombuffer(array.buffers()[2], dtype=np.uint8)[offsets[0] : offsets[-1]]
+    return data.view(np.uint32).reshape(len(array), num_perm)
+
+
+def _rank(table: pa.Table, dedup: DedupSpec, validation: np.ndarray) -> np.ndarray:
+    """Each record's place in its cluster's queue to be kept: training first, then the `keep` rule, then input order."""
+    n = len(table)
+    index = np.arange(n)
+    if dedup.keep.rule == "longest":
+        rule = -table.column(LENGTH).to_numpy()
+    elif dedup.keep.rule in ("max", "min"):
+        values = table.column(VALUE).to_numpy(zero_copy_only=False).astype(np.float64)
+        rule = -values if dedup.keep.rule == "max" else values
+        rule = np.where(np.isnan(rule), np.inf, rule)
+    else:
+        rule = index
+    order = np.lexsort((index, rule, validation))
+    rank = np.empty(n, dtype=np.int64)
+    rank[order] = index
+    return rank
+
+
+def clusters(table: pa.Table, dedup: DedupSpec) -> tuple[np.ndarray, np.ndarray | None]:
+    """Phase two: the root of each record's cluster (its smallest member), and the signatures (None without `near`)."""
+    n = len(table)
+    parent = np.arange(n, dtype=np.int64)
+    if dedup.exact:
+        union(parent, *equal_key_pairs(table.column(EXACT).to_numpy(), np.arange(n)))
+    signatures = None
+    if dedup.near is not None:
+        near = dedup.near
+        signatures = signature_matrix(table.column(SIGNATURE), near.num_perm)
+        bands, rows = (near.bands, near.rows) if near.bands else band_shape(near.threshold, near.num_perm)
+        texts = np.nonzero(table.column(LENGTH).to_numpy() > 0)[0]
+        near_clusters(parent, signatures, texts, near.threshold, bands, rows)
+    return find(parent), signatures
+
+
+def decide(table: pa.Table, dedup: DedupSpec, validation: np.ndarray) -> Duplicates:
+    """Which records leave, which record of their cluster stays, how similar they are and why they leave."""
+    roots, signatures = clusters(table, dedup)
+    rank = _rank(table, dedup, validation)
+    best = np.full(len(table), len(table), dtype=np.int64)
+    np.minimum.at(best, roots, rank)
+    by_rank = np.argsort(rank)
+    keeper = by_rank[best[roots]]
+    moved = keeper != np.arange(len(table))
+    if dedup.scope == "leakage":
+        moved &= validation & ~validation[keeper]
+    dropped = np.nonzero(moved)[0]
+    kept = keeper[dropped]
+    reason = np.where(validation[dropped] & ~validation[kept], "leakage", "near")
+    if dedup.exact:
+        exact = table.column(EXACT).to_numpy()
+        reason = np.where((reason == "near") & (exact[dropped] == exact[kept]), "exact", reason)
+    sims = similarity(signatures, dropped, kept) if signatures is not None else np.ones(len(dropped))
+    return Duplicates(dropped=dropped, kept=kept, similarity=sims, reason=reason, validation=validation)
+
+
+def _counts(dups: Duplicates) -> dict[str, Any]:
+    split = np.where(dups.validation[dups.dropped], "validation", "train")
+    out: dict[str, Any] = {}
+    for kind in ("exact", "near"):
+        out[kind] = {s: int(np.sum((dups.reason == kind) & (split == s))) for s in ("train", "validation")}
+    out["leakage"] = int(np.sum(dups.reason == "leakage"))
+    return out
+
+
+def _source_ids(table: pa.Table, rows: np.ndarray) -> list[str]:
+    files = table.column("_file").take(rows).to_pylist()
+    return [source_id(f, r) for f, r in zip(files, table.column("_row").take(rows).to_pylist(), strict=True)]
+
+
+def _records(table: pa.Table, dups: Duplicates) -> list[dict[str, Any]]:
+    """One line of duplicates.jsonl per dropped record."""
+    rows = zip(
+        _source_ids(table, dups.dropped),
+        _source_ids(table, dups.kept),
+        dups.similarity.tolist(),
+        dups.reason.tolist(),
+        dups.validation[dups.dropped].tolist(),
+        strict=True,
+    )
+    return [
+        {"source_id": d, "kept_source_id": k, "similarity": round(s, 4), "reason": r, "split": "validation" if v else "train"}
+        for d, k, s, r, v in rows
+    ]
+
+
+def settings(dedup: DedupSpec) -> dict[str, Any]:
+    """What the manifest records so a reader can reproduce the decisions: the resolved section and the hashing."""
+    out: dict[str, Any] = {
+        "compare": list(dedup.compare),
+        "exact": dedup.exact,
+        "normalize": asdict(dedup.normalize),
+        "keep": asdict(dedup.keep),
+        "scope": dedup.scope,
+        "near": None,
+    }
+    if dedup.near is not None:
+        near = dedup.near
+        bands, rows = (near.bands, near.rows) if near.bands else band_shape(near.threshold, near.num_perm)
+        out["near"] = {
+            **asdict(near),
+            "bands": bands,
+            "rows": rows,
+            "permutation_scheme": SCHEME,
+            "hash_scheme": HASH_SCHEME,
+            "datasketch": metadata.version("datasketch"),
+        }
+    return out
+
+
+def deduplicate(spec: Spec, ds: datasets.Dataset, num_proc: int | None = None) -> tuple[datasets.Dataset, Duplicates]:
+    """Run both phases over the rendered records; return the records that stay (with `_validation`) and the audit."""
+    dedup = spec.dedup
+    assert dedup is not None
+    marked = engine.apply(ds, make_signature_pass(spec), desc="dedup signatures", features=_features(spec, ds), num_proc=num_proc)
+    table = marked.data.table
+    validation = validation_mask(table.column(KEY).to_numpy(), spec.split)
+    dups = decide(table, dedup, validation)
+    dups.counts = _counts(dups)
+    dups.settings = settings(dedup)
+    dups.records = _records(table, dups)
+    keep = np.ones(len(table), dtype=bool)
+    keep[dups.dropped] = False
+    out = ds.data.table.append_column(VALIDATION, pa.array(validation)).filter(pa.array(keep))
+    return engine.from_table(out), dups
