@@ -83,9 +83,7 @@ def band_keys(block: np.ndarray) -> np.ndarray:
     return key
 
 
-def near_clusters(
-    parent: np.ndarray, signatures: np.ndarray, candidates: np.ndarray, threshold: float, bands: int, rows: int
-) -> None:
+def near_clusters(parent: np.ndarray, signatures: np.ndarray, candidates: np.ndarray, threshold: float, bands: int, rows: int) -> None:
     """Add to `parent` the near-duplicate pairs among the `candidates` rows: shared band, estimated Jaccard >= threshold.
 
     Pairs already in one cluster (exact copies, or joined by an earlier band) are not compared again."""

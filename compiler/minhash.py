@@ -24,9 +24,7 @@ from datasketch import MinHash
 from compiler.dedup_spec import Near, Normalize
 
 SCHEME = "affine32"
-HASH_SCHEME = (
-    "tokens xxh3_64; n-gram = murmur3 fmix64 chain; shingle hash = 64->32 xor fold; datasketch MinHash scheme affine32"
-)
+HASH_SCHEME = "tokens xxh3_64; n-gram = murmur3 fmix64 chain; shingle hash = 64->32 xor fold; datasketch MinHash scheme affine32"
 SPACELESS = (
     "\u0e00-\u0eff\u1000-\u109f\u1100-\u11ff\u1780-\u17ff\u3040-\u30ff\u3100-\u318f\u31f0-\u31ff"
     "\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff\U00020000-\U0003134f"
