@@ -24,9 +24,9 @@ import pyarrow as pa
 from compiler import engine
 from compiler.batch import Batch, Pass, chain, field_column, source_id
 from compiler.dedup_spec import RENDERED, DedupSpec
-from compiler.lsh import band_shape, find, near_clusters, similarity, union
+from compiler.lsh import Measure, band_shape, find, near_clusters, similarity, union
 from compiler.lsh import buckets as equal_key_pairs
-from compiler.minhash import HASH_SCHEME, SCHEME, batch_signatures, exact_keys
+from compiler.minhash import HASH_SCHEME, SCHEME, batch_signatures, exact_keys, shingle_sets
 from compiler.spec import Spec
 from compiler.split import KEY, make_split_key_pass, validation_mask
 
@@ -62,7 +62,7 @@ class Duplicates:
 
 def compared_texts(batch: Batch, dedup: DedupSpec) -> list[str]:
     """The text each record is compared on: the `compare` columns joined by newlines (a missing value is empty)."""
-    columns = [batch[name.split("_", 1)[1]] if name in RENDERED else batch[field_column(name)] for name in dedup.compare]
+    columns = [batch[c] for c in _columns(dedup)]
     return ["\n".join("" if v is None else str(v) for v in values) for values in zip(*columns, strict=True)]
 
 
@@ -124,6 +124,30 @@ def _rank(table: pa.Table, dedup: DedupSpec, validation: np.ndarray) -> np.ndarr
     return rank
 
 
+def _columns(dedup: DedupSpec) -> list[str]:
+    return [name.split("_", 1)[1] if name in RENDERED else field_column(name) for name in dedup.compare]
+
+
+def exact_similarity(table: pa.Table, dedup: DedupSpec) -> Measure:
+    """Exact Jaccard of the shingle sets of row pairs, from their texts (for the few pairs an estimate cannot settle)."""
+    near = dedup.near
+    assert near is not None
+    texts = table.select(list(dict.fromkeys(_columns(dedup))))
+
+    def measure(u: np.ndarray, v: np.ndarray) -> np.ndarray:
+        rows = np.unique(np.concatenate((u, v)))
+        sets = shingle_sets(compared_texts(texts.take(rows).to_pydict(), dedup), near, dedup.normalize)
+        at = {r: i for i, r in enumerate(rows.tolist())}
+        out = np.empty(len(u))
+        for i, (a, b) in enumerate(zip(u.tolist(), v.tolist(), strict=True)):
+            sa, sb = sets[at[a]], sets[at[b]]
+            both = np.intersect1d(sa, sb, assume_unique=True).size
+            out[i] = both / max(1, sa.size + sb.size - both)
+        return out
+
+    return measure
+
+
 def clusters(table: pa.Table, dedup: DedupSpec) -> tuple[np.ndarray, np.ndarray | None]:
     """Phase two: the root of each record's cluster (its smallest member), and the signatures (None without `near`)."""
     n = len(table)
@@ -136,7 +160,7 @@ def clusters(table: pa.Table, dedup: DedupSpec) -> tuple[np.ndarray, np.ndarray 
         signatures = signature_matrix(table.column(SIGNATURE), near.num_perm)
         bands, rows = (near.bands, near.rows) if near.bands else band_shape(near.threshold, near.num_perm)
         texts = np.nonzero(table.column(LENGTH).to_numpy() > 0)[0]
-        near_clusters(parent, signatures, texts, near.threshold, bands, rows)
+        near_clusters(parent, signatures, texts, near.threshold, bands, rows, exact_similarity(table, dedup))
     return find(parent), signatures
 
 

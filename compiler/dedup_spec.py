@@ -36,7 +36,7 @@ class Near:
     shingles: str = "auto"
     ngram: int = 2
     num_perm: int = 128
-    threshold: float = 0.7
+    threshold: float = 0.75
     bands: int | None = None
     rows: int | None = None
     seed: int = 1

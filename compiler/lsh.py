@@ -12,6 +12,7 @@ order and a few index arrays (~40 bytes per record), freed before the next band.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import lru_cache
 
 import numpy as np
@@ -19,6 +20,10 @@ from datasketch import MinHashLSH
 
 from compiler.minhash import mix64
 
+Measure = Callable[[np.ndarray, np.ndarray], np.ndarray]
+"""Exact Jaccard of row pairs (u[i], v[i])."""
+MARGIN = 3.0
+"""Estimates within this many standard errors of the threshold are settled by an exact Jaccard."""
 VERIFY_CHUNK = 1 << 15
 """Candidate pairs compared per numpy call (VERIFY_CHUNK x num_perm bytes of scratch)."""
 
@@ -27,7 +32,7 @@ VERIFY_CHUNK = 1 << 15
 def band_shape(threshold: float, num_perm: int) -> tuple[int, int]:
     """(bands, rows) that datasketch's MinHashLSH picks for this threshold: it weighs false positives and false
     negatives equally over the S-curve."""
-    lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
+    lsh = MinHashLSH(threshold=threshold, num_perm=num_perm, weights=(0.1, 0.9))
     return lsh.b, lsh.r
 
 
@@ -83,13 +88,29 @@ def band_keys(block: np.ndarray) -> np.ndarray:
     return key
 
 
-def near_clusters(parent: np.ndarray, signatures: np.ndarray, candidates: np.ndarray, threshold: float, bands: int, rows: int) -> None:
-    """Add to `parent` the near-duplicate pairs among the `candidates` rows: shared band, estimated Jaccard >= threshold.
+def near_clusters(
+    parent: np.ndarray,
+    signatures: np.ndarray,
+    candidates: np.ndarray,
+    threshold: float,
+    bands: int,
+    rows: int,
+    measure: Measure,
+) -> None:
+    """Add to `parent` the near-duplicate pairs among the `candidates` rows: a shared band and Jaccard >= threshold.
 
-    Pairs already in one cluster (exact copies, or joined by an earlier band) are not compared again."""
+    The signature estimate decides a pair unless it lies within MARGIN standard errors of the threshold; those few
+    pairs are decided by `measure`, the exact Jaccard of their shingle sets, so a template with a one-word filler
+    (true Jaccard 0.7) does not pass on the luck of an estimate. Pairs already in one cluster (exact copies, or joined
+    by an earlier band) are not compared again."""
+    margin = MARGIN * np.sqrt(threshold * (1 - threshold) / signatures.shape[1])
     for band in range(bands):
         u, v = buckets(band_keys(signatures[candidates, band * rows : (band + 1) * rows]), candidates)
         open_pairs = parent[u] != parent[v]
         u, v = u[open_pairs], v[open_pairs]
-        close = similarity(signatures, u, v) >= threshold
+        estimate = similarity(signatures, u, v)
+        unsure = np.abs(estimate - threshold) < margin
+        if unsure.any():
+            estimate[unsure] = measure(u[unsure], v[unsure])
+        close = estimate >= threshold
         union(parent, u[close], v[close])

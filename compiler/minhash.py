@@ -7,7 +7,7 @@ MinHash object (and one `update` per shingle) per record.
 
 Shingles come from one token stream: a run of letters or digits is a token, except that each character of a script
 written without spaces (Chinese, Japanese, Korean, Thai, ...) is a token of its own, so mixed text needs no switch.
-A shingle is `ngram` consecutive tokens; a text shorter than that is one shingle.
+A shingle is `ngram` consecutive tokens of the text padded with ngram - 1 edge markers at each end.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import re
 import unicodedata
 from collections.abc import Sequence
 from functools import lru_cache
+from itertools import chain
 
 import numpy as np
 import xxhash
@@ -102,29 +103,36 @@ def _fmix32(h: np.ndarray) -> np.ndarray:
     return h ^ (h >> s1)
 
 
+def _sentinels(count: int, salt: int) -> list[int]:
+    return [xxhash.xxh3_64_intdigest(b"\x00dsc-edge", seed=salt * 64 + i) for i in range(count)]
+
+
 def shingle_hashes(token_lists: Sequence[list[str]], ngram: int) -> tuple[np.ndarray, np.ndarray]:
     """32-bit hashes of every shingle of every text, and each text's [start, end) offsets into them.
 
-    The n-gram hash chains token hashes through fmix64 across the whole batch at once; positions that straddle two
-    texts are computed and thrown away, which is cheaper than slicing per text."""
-    counts = np.fromiter((len(t) for t in token_lists), dtype=np.int64, count=len(token_lists))
-    flat = np.fromiter(
-        (xxhash.xxh3_64_intdigest(tok.encode()) for toks in token_lists for tok in toks), dtype=np.uint64, count=int(counts.sum())
+    Each non-empty text is padded with ngram - 1 edge markers on both sides, so every token sits in exactly `ngram`
+    shingles: a word replaced at the end of a text weighs what one in the middle does (without padding it would touch
+    one shingle, and a template whose last word varies would look like a near-copy of itself). The n-gram hash chains
+    token hashes through fmix64 over the whole batch at once; positions that straddle two texts are computed and
+    thrown away, which is cheaper than slicing per text."""
+    pad = ngram - 1
+    head, tail = _sentinels(pad, 1), _sentinels(pad, 2)
+    counts = np.fromiter((len(t) + 2 * pad if t else 0 for t in token_lists), dtype=np.int64, count=len(token_lists))
+    stream = (
+        h
+        for toks in token_lists
+        if toks
+        for h in chain(head, (xxhash.xxh3_64_intdigest(tok.encode()) for tok in toks), tail)
     )
-    starts = np.concatenate(([0], np.cumsum(counts)[:-1])).astype(np.int64)
-    grams = [flat]
+    flat = np.fromiter(stream, dtype=np.uint64, count=int(counts.sum()))
+    gram = flat
     for k in range(1, ngram):
-        grams.append(mix64(grams[-1][: len(flat) - k], flat[k:]))
-    level = np.minimum(counts, ngram)
-    per_text = np.where(counts > 0, counts - level + 1, 0)
+        gram = mix64(gram[: len(flat) - k], flat[k:])
+    starts = np.concatenate(([0], np.cumsum(counts)[:-1])).astype(np.int64)
+    per_text = np.where(counts > 0, counts - pad, 0)
     offsets = np.concatenate(([0], np.cumsum(per_text))).astype(np.int64)
     rows = np.repeat(np.arange(len(counts)), per_text)
-    positions = starts[rows] + np.arange(len(rows)) - offsets[rows]
-    levels = level[rows]
-    picks = np.empty(len(rows), dtype=np.uint64)
-    for k in np.unique(levels):
-        at = levels == k
-        picks[at] = grams[k - 1][positions[at]]
+    picks = gram[starts[rows] + np.arange(len(rows)) - offsets[rows]]
     folded = ((picks >> np.uint64(32)) ^ (picks & np.uint64(0xFFFFFFFF))).astype(np.uint32)
     return folded, offsets
 
@@ -151,6 +159,12 @@ def signatures(hashes: np.ndarray, offsets: np.ndarray, num_perm: int, seed: int
             ids = rows[cuts]
             out[ids] = np.minimum(out[ids], mins)
     return out
+
+
+def shingle_sets(texts: Sequence[str], near: Near, how: Normalize) -> list[np.ndarray]:
+    """Each text's distinct shingle hashes, sorted: what a signature estimates, for an exact Jaccard."""
+    hashes, offsets = shingle_hashes([tokens(t, near.shingles, how) for t in texts], near.ngram)
+    return [np.unique(hashes[offsets[i] : offsets[i + 1]]) for i in range(len(texts))]
 
 
 def batch_signatures(texts: Sequence[str], near: Near, how: Normalize) -> np.ndarray:
