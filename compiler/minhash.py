@@ -118,12 +118,7 @@ def shingle_hashes(token_lists: Sequence[list[str]], ngram: int) -> tuple[np.nda
     pad = ngram - 1
     head, tail = _sentinels(pad, 1), _sentinels(pad, 2)
     counts = np.fromiter((len(t) + 2 * pad if t else 0 for t in token_lists), dtype=np.int64, count=len(token_lists))
-    stream = (
-        h
-        for toks in token_lists
-        if toks
-        for h in chain(head, (xxhash.xxh3_64_intdigest(tok.encode()) for tok in toks), tail)
-    )
+    stream = (h for toks in token_lists if toks for h in chain(head, (xxhash.xxh3_64_intdigest(tok.encode()) for tok in toks), tail))
     flat = np.fromiter(stream, dtype=np.uint64, count=int(counts.sum()))
     gram = flat
     for k in range(1, ngram):
