@@ -127,7 +127,9 @@ def parse_dedup(
     if isinstance(keep_raw, dict):
         rule, field = next(iter(keep_raw.items()))
         if field not in numeric:
-            raise fail(("dedup", "keep", rule), _unknown(field, numeric) if numeric else "the spec has no numeric field")
+            known = f"numeric fields are {', '.join(numeric)}" if numeric else "the spec declares none"
+            what = f"'{field}' is not an integer or number field" if field in variables else _unknown(field, numeric)
+            raise fail(("dedup", "keep", rule), f"{what}; {known}")
         keep = Keep(rule=rule, field=field)
     return DedupSpec(
         compare=compare,
