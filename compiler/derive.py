@@ -13,7 +13,7 @@ from typing import Any
 from jinja2 import TemplateError
 
 from compiler.batch import DROP, ERROR, Batch, Pass, drops, field_column, location, size
-from compiler.sandbox import environment
+from compiler.sandbox import expression
 from compiler.spec import Spec
 
 
@@ -30,7 +30,7 @@ def make_derive_pass(spec: Spec) -> Pass:
         if d.regex is not None:
             steps.append((d, re.compile(d.regex, re.DOTALL), None))
         else:
-            steps.append((d, None, environment().compile_expression(d.expression, undefined_to_none=False)))
+            steps.append((d, None, d.expression))
 
     def derive(batch: Batch) -> Batch:
         n = size(batch)
@@ -59,7 +59,7 @@ def make_derive_pass(spec: Spec) -> Pass:
                     ctx = {k: context_value(batch[field_column(k)][i], k in json_fields) for k in present}
                     ctx.update({e.name: out[field_column(e.name)][i] for e, _, _ in steps if out[field_column(e.name)][i] is not None})
                     try:
-                        value = expr(**ctx)
+                        value = expression(expr)(**ctx)
                     except (TemplateError, TypeError, ValueError, KeyError) as exc:
                         if d.default is not None:
                             column[i] = d.default

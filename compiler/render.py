@@ -13,14 +13,10 @@ from jinja2 import TemplateError
 
 from compiler.batch import DROP, ERROR, Batch, Pass, drops, field_column, location, size
 from compiler.derive import context_value
-from compiler.sandbox import environment
-from compiler.spec import Spec, Template
+from compiler.sandbox import template
+from compiler.spec import Spec
 
 SEGMENTS = "_segments"
-
-
-def _compile(t: Template):
-    return environment().from_string(t.text)
 
 
 class _RenderError(Exception):
@@ -29,9 +25,9 @@ class _RenderError(Exception):
         self.key = key
 
 
-def _render(template: Any, key: str, ctx: dict[str, Any]) -> str:
+def _render(text: str, key: str, ctx: dict[str, Any]) -> str:
     try:
-        return template.render(ctx)
+        return template(text).render(ctx)
     except (TemplateError, TypeError, ValueError, KeyError, AttributeError) as exc:
         raise _RenderError(key, str(exc)) from None
 
@@ -40,11 +36,11 @@ def make_render_pass(spec: Spec) -> Pass:
     """Build the pass that adds `prompt`, `response` (and `_segments` for multi-turn labels)."""
     json_fields = {f.name for f in spec.fields if f.stored_as_json}
     names = spec.variables
-    system = _compile(spec.system) if spec.system else None
-    prompt, response = _compile(spec.prompt), _compile(spec.response)
+    system = spec.system.text if spec.system else None
+    prompt, response = spec.prompt.text, spec.response.text
     history = spec.history
-    h_prompt = _compile(history.prompt) if history else None
-    h_response = _compile(history.response) if history else None
+    h_prompt = history.prompt.text if history else None
+    h_response = history.response.text if history else None
     keep_segments = spec.labels.turns == "all"
 
     def turns(ctx: dict[str, Any]) -> list[str]:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
 
-from jinja2 import StrictUndefined
+from jinja2 import StrictUndefined, Template
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 
@@ -25,3 +26,15 @@ def environment() -> ImmutableSandboxedEnvironment:
     )
     env.filters["json"] = _to_json
     return env
+
+
+@lru_cache(maxsize=256)
+def template(text: str) -> Template:
+    """A compiled template, cached per process: passes keep only the text, so they pickle into worker processes."""
+    return environment().from_string(text)
+
+
+@lru_cache(maxsize=256)
+def expression(text: str) -> Callable[..., Any]:
+    """A compiled Jinja expression, cached per process like `template`."""
+    return environment().compile_expression(text, undefined_to_none=False)

@@ -35,7 +35,10 @@ def load_yaml_with_lines(text: str, filename: str) -> tuple[Any, dict[KeyPath, i
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else None
-        raise SpecError(Problem(f"invalid YAML: {exc.problem or exc}", Location(filename, line))) from None
+        message = f"invalid YAML: {exc.problem or exc}"
+        if exc.context and exc.context_mark is not None:
+            message += f" ({exc.context} at line {exc.context_mark.line + 1})"
+        raise SpecError(Problem(message, Location(filename, line))) from None
     except yaml.YAMLError as exc:
         raise SpecError(Problem(f"invalid YAML: {exc}", Location(filename))) from None
     finally:

@@ -1,0 +1,72 @@
+"""The command line as a user meets it: formats, validate, preview, build with options, and a light startup."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import datasets
+from conftest import REPO, run_dsc
+
+
+def test_formats_lists_builtins() -> None:
+    result = run_dsc("formats")
+    assert result.returncode == 0
+    names = [line.split()[0] for line in result.stdout.splitlines()]
+    assert {"alpaca", "adgen", "adgen-chatglm", "adgen-chatglm2", "gorilla", "gorilla-retriever"} <= set(names)
+
+
+def test_validate_writes_nothing(tmp_path: Path) -> None:
+    result = run_dsc("validate", str(REPO / "formats/gorilla.yaml"), "-q", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "837 records read, 835 valid, 2 invalid" in result.stdout
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_preview_marks_masked_tokens(tmp_path: Path) -> None:
+    result = run_dsc("preview", str(REPO / "formats/gorilla.yaml"), "-n", "3", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert out.count("── gorilla_torchhub_train.jsonl#") == 3
+    assert "[###]|[USER]" in out  # prompt tokens shown masked
+    assert "|<|im_end|>" in out and "[<|im_end|>]" not in out  # the EOS is trained
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_build_by_builtin_name_with_options(tmp_path: Path) -> None:
+    result = run_dsc("build", "adgen", "--limit", "30", "--output", "pkg", "-q", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "30 read" in result.stdout
+    loaded = datasets.load_dataset(str(tmp_path / "pkg"))
+    assert sum(len(s) for s in loaded.values()) == 30
+
+
+def test_build_default_output_and_tokenizer_override(tmp_path: Path) -> None:
+    from compiler.tokenizer import qwen3_path
+
+    result = run_dsc("build", str(REPO / "formats/alpaca.yaml"), "--limit", "20", "--tokenizer", str(qwen3_path()), "-q", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    manifest = json.loads((tmp_path / "build/alpaca/manifest.json").read_text())
+    assert manifest["tokenizer"]["name"] == str(qwen3_path())
+
+
+def test_num_proc_gives_the_same_package(tmp_path: Path) -> None:
+    for n in ("1", "2"):
+        result = run_dsc("build", "alpaca", "--limit", "200", "--num-proc", n, "-o", f"p{n}", "-q", cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+    one, two = (json.loads((tmp_path / f"p{n}/manifest.json").read_text()) for n in ("1", "2"))
+    assert one["files"] == two["files"]
+
+
+def test_help_and_validate_do_not_import_torch_or_transformers(tmp_path: Path) -> None:
+    code = (
+        "import sys; from dsc.cli import main; "
+        f"rc = main(['validate', {str(REPO / 'formats/adgen.yaml')!r}, '-q']); "
+        "print(rc, 'torch' in sys.modules, 'transformers' in sys.modules)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, env={"PYTHONPATH": str(REPO)})
+    assert result.stdout.split()[-3:] == ["0", "False", "False"], result.stderr
+    help_run = subprocess.run([sys.executable, "-m", "dsc", "--help"], capture_output=True, text=True, env={"PYTHONPATH": str(REPO)})
+    assert help_run.returncode == 0 and "build" in help_run.stdout

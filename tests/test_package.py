@@ -1,0 +1,140 @@
+"""The dataset package: what `datasets` loads, the card, the manifest, atomic writes and fresh rebuilds."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import datasets
+import pytest
+import yaml
+from conftest import DATA, FORMATS
+
+import dsc
+from builders.package import write_package
+from compiler.pipeline import Options, compile_spec
+from compiler.spec import load_spec
+
+
+def card_header(package: Path) -> dict:
+    text = (package / "README.md").read_text(encoding="utf-8")
+    return yaml.safe_load(text.split("---\n")[1])
+
+
+def test_load_dataset_reads_the_folder_as_is(packages) -> None:
+    package = packages("alpaca")
+    loaded = datasets.load_dataset(str(package))
+    assert isinstance(loaded, datasets.DatasetDict)
+    assert set(loaded) == {"train", "validation"}
+    assert loaded["train"].column_names == ["input_ids", "labels", "prompt", "response", "source_id"]
+    assert len(loaded["train"]) + len(loaded["validation"]) == 999
+    assert len(loaded["validation"]) == round(0.05 * 999)
+    assert sorted(p.name for p in (package / "data").iterdir()) == [
+        "train-00000-of-00001.parquet",
+        "validation-00000-of-00001.parquet",
+    ]
+    assert loaded["train"][0]["source_id"].startswith("alpaca_en_demo.json#")
+
+
+def test_card_header_and_body(packages) -> None:
+    package = packages("adgen")
+    header = card_header(package)
+    assert header["license"] == "other" and header["language"] == ["zh"]
+    assert header["task_categories"] == ["text-generation"]
+    assert header["size_categories"] == ["1K<n<10K"]
+    assert header["pretty_name"] == "ADGEN (dsc)"
+    assert header["configs"][0]["data_files"] == [
+        {"split": "train", "path": "data/train-*.parquet"},
+        {"split": "validation", "path": "data/validation-*.parquet"},
+    ]
+    info = header["dataset_info"]
+    assert [f["name"] for f in info["features"]] == ["input_ids", "labels", "prompt", "response", "source_id"]
+    manifest = json.loads((package / "manifest.json").read_text())
+    assert {s["name"]: s["num_examples"] for s in info["splits"]} == manifest["counts"]["kept"]
+    body = (package / "README.md").read_text(encoding="utf-8")
+    assert "问：{{ content }}\n答：" in body  # the template
+    assert "## Example" in body and "## Tokens" in body and "boundary drift" in body
+
+
+def test_manifest_records_inputs_tokenizer_counts(packages) -> None:
+    package = packages("alpaca")
+    m = json.loads((package / "manifest.json").read_text())
+    src = DATA / "alpaca_en_demo.json"
+    assert m["inputs"] == [
+        {"path": str(src), "format": "json", "sha256": hashlib.sha256(src.read_bytes()).hexdigest(), "records": 999}
+    ]
+    assert m["templates"][0]["file"].endswith("alpaca_prompt.j2") and len(m["templates"][0]["sha256"]) == 64
+    assert m["tokenizer"]["name"] == "qwen3" and m["tokenizer"]["eos_token"] == "<|im_end|>" and len(m["tokenizer"]["sha256"]) == 64
+    assert m["counts"]["read"] == 999 and m["counts"]["truncated"] > 0
+    assert m["spec"]["resolved"]["lengths"] == {"max_length": 512}
+    for rel, info in m["files"].items():
+        assert hashlib.sha256((package / rel).read_bytes()).hexdigest() == info["sha256"]
+    total = m["tokens"]["total"]
+    assert 0 < total["trainable"] < total["tokens"]
+    assert total["trainable_share"] == round(total["trainable"] / total["tokens"], 4)
+    assert m["versions"]["datasets"] == datasets.__version__
+
+
+def test_same_input_same_split_whatever_the_order(tmp_path: Path) -> None:
+    lines = (DATA / "adgen_dev.jsonl").read_text(encoding="utf-8").splitlines()[:200]
+    spec_text = (FORMATS / "adgen.yaml").read_text(encoding="utf-8").replace("data/adgen_dev.jsonl", str(tmp_path / "d.jsonl"))
+    spec = tmp_path / "adgen.yaml"
+    spec.write_text(spec_text, encoding="utf-8")
+
+    def validation_prompts(order: list[str], out: str) -> set[str]:
+        (tmp_path / "d.jsonl").write_text("\n".join(order), encoding="utf-8")
+        package = dsc.build(spec, output=tmp_path / out).path
+        return set(datasets.load_dataset(str(package))["validation"]["prompt"])
+
+    first = validation_prompts(lines, "a")
+    assert len(first) == 10
+    assert validation_prompts(lines, "b") == first
+    assert validation_prompts(list(reversed(lines)), "c") == first
+
+
+def test_failed_build_leaves_the_old_package(tmp_path: Path, packages) -> None:
+    target = tmp_path / "pkg"
+    shutil.copytree(packages("adgen"), target)
+    before = {p.relative_to(target): p.read_bytes() for p in target.rglob("*") if p.is_file()}
+    compiled = compile_spec(load_spec(FORMATS / "alpaca.yaml"), Options(limit=20))
+
+    def interrupted(stage: Path, _compiled) -> None:
+        assert (stage / "data").is_dir()
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        write_package(compiled, target, extra=[interrupted])
+    after = {p.relative_to(target): p.read_bytes() for p in target.rglob("*") if p.is_file()}
+    assert after == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pkg"]
+
+
+def test_rebuild_in_place_loads_the_new_rows(tmp_path: Path) -> None:
+    """datasets caches a carded folder by its YAML header: the header must change when the data does."""
+    spec = tmp_path / "adgen.yaml"
+    original = (FORMATS / "adgen.yaml").read_text(encoding="utf-8").replace("data/adgen_dev.jsonl", str(DATA / "adgen_dev.jsonl"))
+    target = tmp_path / "pkg"
+    prompts = []
+    for marker in ("问：", "问:"):  # same lengths, same counts, different text
+        spec.write_text(original.replace('prompt: "问：', f'prompt: "{marker}'), encoding="utf-8")
+        dsc.build(spec, output=target, limit=40)
+        prompts.append(datasets.load_dataset(str(target))["train"][0]["prompt"])
+    assert prompts[0].startswith("问：") and prompts[1].startswith("问:")
+
+
+def test_every_built_in_format_builds(tmp_path: Path) -> None:
+    from compiler import resources
+
+    names = [p.stem for p in resources.builtin_formats()]
+    assert {"alpaca", "adgen", "adgen-chatglm", "adgen-chatglm2", "gorilla", "gorilla-retriever"} <= set(names)
+    for name in names:
+        package = dsc.build(FORMATS / f"{name}.yaml", output=tmp_path / name, limit=60).path
+        loaded = datasets.load_dataset(str(package))
+        rows = [r for split in loaded.values() for r in split]
+        assert rows, name
+        for row in rows:
+            assert len(row["input_ids"]) == len(row["labels"])
+            assert row["labels"][-1] == row["input_ids"][-1]  # EOS trained
+            assert all(label in (-100, tok) for label, tok in zip(row["labels"], row["input_ids"], strict=True))

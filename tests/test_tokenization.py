@@ -1,0 +1,130 @@
+"""Token-exact parity: dsc's ids and labels against Alpaca's published scheme, record by record, on real data.
+
+Alpaca's scheme (train.py: `preprocess`): tokenize the prompt, and tokenize prompt + output + EOS as one text; the
+labels are that text's ids with the first len(prompt ids) masked. Implemented here from that description with the
+transformers tokenizer (not dsc's loader), so the two sides share nothing but the tokenizer files.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import datasets
+import pytest
+from conftest import DATA, FORMATS
+from transformers import AutoTokenizer
+
+import dsc
+from compiler.encode import IGNORE
+from compiler.tokenizer import qwen3_path
+
+UNLIMITED = {"max_length": 1_000_000}
+
+
+@pytest.fixture(scope="module")
+def reference_tokenizer():
+    return AutoTokenizer.from_pretrained(str(qwen3_path()))
+
+
+def alpaca_scheme(tok, prompt: str, output: str) -> tuple[list[int], list[int]]:
+    source = tok(prompt)["input_ids"]
+    ids = tok(prompt + output + tok.eos_token)["input_ids"]
+    labels = list(ids)
+    labels[: len(source)] = [IGNORE] * len(source)
+    return ids, labels
+
+
+def rows_of(package: Path) -> list[dict]:
+    loaded = datasets.load_dataset(str(package))
+    return [row for split in loaded.values() for row in split]
+
+
+def check_parity(package: Path, tok) -> tuple[int, int]:
+    """Assert parity on every record without drift; return (records, drifting records)."""
+    rows = rows_of(package)
+    drifting = 0
+    for row in rows:
+        prompt, response = row["prompt"], row["response"]
+        p_ids = tok(prompt)["input_ids"]
+        r_ids = tok(response)["input_ids"]
+        drift = tok(prompt + response)["input_ids"] != p_ids + r_ids
+        ref_ids, ref_labels = alpaca_scheme(tok, prompt, response)
+        # dsc's own invariants, on every record: prompt ids masked, every response token and the EOS trained.
+        assert row["input_ids"] == p_ids + r_ids + [tok.eos_token_id], row["source_id"]
+        assert row["labels"] == [IGNORE] * len(p_ids) + r_ids + [tok.eos_token_id], row["source_id"]
+        if drift:
+            drifting += 1
+            # Alpaca's one-encode ids differ, and its mask hides response text inside a boundary-straddling token.
+            assert ref_ids != row["input_ids"]
+        else:
+            assert (row["input_ids"], row["labels"]) == (ref_ids, ref_labels), row["source_id"]
+    return len(rows), drifting
+
+
+def test_alpaca_parity_on_all_of_alpaca_en_demo(tmp_path: Path, reference_tokenizer) -> None:
+    package = dsc.build(FORMATS / "alpaca.yaml", output=tmp_path / "alpaca", lengths=UNLIMITED).path
+    records, drifting = check_parity(package, reference_tokenizer)
+    manifest = json.loads((package / "manifest.json").read_text())
+    assert records == len(json.loads((DATA / "alpaca_en_demo.json").read_text())) == 999
+    assert manifest["counts"]["boundary_drift"] == drifting
+    # Expect many: Alpaca's prompts end in "### Response:" and the output is glued on.
+    assert drifting > 100
+
+
+def test_alpaca_drift_masks_the_first_answer_token_under_alpacas_scheme(reference_tokenizer) -> None:
+    tok = reference_tokenizer
+    prompt = "### Instruction:\nSay hi.\n\n### Response:"
+    for output in (" Hi there!", "\n1. First", "$5"):
+        ids, labels = alpaca_scheme(tok, prompt, output)
+        p_ids, r_ids = tok(prompt)["input_ids"], tok(output)["input_ids"]
+        if tok(prompt + output)["input_ids"] == p_ids + r_ids:
+            continue
+        trained = [i for i in labels if i != IGNORE]
+        # Alpaca trains fewer tokens than the response has (+ EOS): part of the answer sits under the mask.
+        assert trained != r_ids + [tok.eos_token_id]
+        return
+    pytest.fail("no drifting example found")
+
+
+@pytest.mark.parametrize("name", ["gorilla", "adgen-chatglm2"])
+def test_parity_on_other_formats(name: str, tmp_path: Path, reference_tokenizer) -> None:
+    lengths = {"max_length": 1_000_000, "max_source_length": 1_000_000, "max_target_length": 1_000_000}
+    package = dsc.build(FORMATS / f"{name}.yaml", output=tmp_path / name, lengths=lengths).path
+    records, drifting = check_parity(package, reference_tokenizer)
+    manifest = json.loads((package / "manifest.json").read_text())
+    assert records > 500
+    assert manifest["counts"]["boundary_drift"] == drifting
+
+
+def test_parity_on_self_instruct_seed_tasks(tmp_path: Path, reference_tokenizer) -> None:
+    """Data the core issue does not name: Alpaca's 175 seed tasks, first instance of each, with Alpaca's prompts."""
+    spec = tmp_path / "seeds.yaml"
+    spec.write_text(
+        f"""
+name: seeds
+sources: [{{path: {DATA / 'alpaca_seed_tasks.jsonl'}}}]
+fields:
+  instruction: {{type: string, required: true}}
+  instances: {{type: array, required: true, min_length: 1}}
+derived:
+  input: {{expression: "instances[0].input"}}
+  output: {{expression: "instances[0].output"}}
+templates:
+  prompt: {{file: alpaca_prompt.j2}}
+  response: "{{{{ output }}}}"
+split: {{validation: 0.1, seed: 7}}
+""",
+        encoding="utf-8",
+    )
+    package = dsc.build(spec, output=tmp_path / "out").path
+    records, drifting = check_parity(package, reference_tokenizer)
+    assert records == 175
+    assert json.loads((package / "manifest.json").read_text())["counts"]["boundary_drift"] == drifting
+
+
+def test_features_are_int32(packages) -> None:
+    features = datasets.load_dataset(str(packages("alpaca")))["train"].features
+    assert features["input_ids"] == datasets.List(datasets.Value("int32"))
+    assert features["labels"] == datasets.List(datasets.Value("int32"))
+    assert "attention_mask" not in features
