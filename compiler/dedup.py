@@ -66,6 +66,14 @@ def compared_texts(batch: Batch, dedup: DedupSpec) -> list[str]:
     return ["\n".join("" if v is None else str(v) for v in values) for values in zip(*columns, strict=True)]
 
 
+def _binary_rows(matrix: np.ndarray) -> pa.Array:
+    """Each row of a uint32 matrix as one binary value, straight from its buffer (no Python object per row)."""
+    width = matrix.shape[1] * 4
+    offsets = np.arange(len(matrix) + 1, dtype=np.int32) * width
+    buffers = [None, pa.py_buffer(offsets), pa.py_buffer(np.ascontiguousarray(matrix))]
+    return pa.Array.from_buffers(pa.binary(), len(matrix), buffers)
+
+
 def make_signature_pass(spec: Spec) -> Pass:
     """Phase one: exact key, signature, length, keep value and split key of every record in a batch."""
     dedup = spec.dedup
@@ -77,7 +85,7 @@ def make_signature_pass(spec: Spec) -> Pass:
         if dedup.exact:
             out[EXACT] = exact_keys(texts, dedup.normalize)
         if dedup.near is not None:
-            out[SIGNATURE] = [row.tobytes() for row in batch_signatures(texts, dedup.near, dedup.normalize)]
+            out[SIGNATURE] = _binary_rows(batch_signatures(texts, dedup.near, dedup.normalize))
         if dedup.keep.field is not None:
             out[VALUE] = [None if v is None else float(v) for v in batch[field_column(dedup.keep.field)]]
         return out
@@ -239,12 +247,17 @@ def settings(dedup: DedupSpec) -> dict[str, Any]:
     return out
 
 
+def signature_phase(spec: Spec, ds: datasets.Dataset, num_proc: int | None = None) -> pa.Table:
+    """Phase one over the whole set: the rendered records with their dedup columns added."""
+    features = _features(spec, ds)
+    return engine.apply(ds, make_signature_pass(spec), desc="dedup signatures", features=features, num_proc=num_proc).data.table
+
+
 def deduplicate(spec: Spec, ds: datasets.Dataset, num_proc: int | None = None) -> tuple[datasets.Dataset, Duplicates]:
     """Run both phases over the rendered records; return the records that stay (with `_validation`) and the audit."""
     dedup = spec.dedup
     assert dedup is not None
-    marked = engine.apply(ds, make_signature_pass(spec), desc="dedup signatures", features=_features(spec, ds), num_proc=num_proc)
-    table = marked.data.table
+    table = signature_phase(spec, ds, num_proc)
     validation = validation_mask(table.column(KEY).to_numpy(), spec.split)
     dups = decide(table, dedup, validation)
     dups.counts = _counts(dups)

@@ -140,7 +140,7 @@ def _source_ids(table: pa.Table) -> pa.Array:
 def tokenize(spec: Spec, rendered: Rendered, tok: LoadedTokenizer, options: Options) -> Compiled:
     """Tokenize, apply lengths and labels, and split the rendered records."""
     # The tokenize phase needs only the rendered text and the bookkeeping; fields stay behind (less to convert).
-    needed = ["_source", "_file", "_row", "_line", "prompt", "response", SEGMENTS, DROP, ERROR]
+    needed = ["_source", "_file", "_row", "_line", "prompt", "response", SEGMENTS, DROP, ERROR, VALIDATION]
     ds = rendered.dataset.select_columns([c for c in needed if c in rendered.dataset.column_names])
     features = datasets.Features(dict(ds.features))
     features.pop(SEGMENTS, None)
