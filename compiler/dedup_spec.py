@@ -101,14 +101,17 @@ def _resolve_compare(
 
 
 def parse_dedup(
-    raw: dict[str, Any],
+    raw: dict[str, Any] | bool,
     variables: list[str],
     numeric: list[str],
     prompt_vars: Iterable[str],
     response_vars: Iterable[str],
     fail: Fail,
 ) -> DedupSpec:
-    """Resolve a schema-checked `dedup:` mapping; `numeric` are the fields `keep: {max|min: field}` may name."""
+    """Resolve a schema-checked `dedup:` mapping (`true` means all defaults); `numeric` are the fields that
+    `keep: {max|min: field}` may name."""
+    raw = {} if raw is True else raw
+    assert isinstance(raw, dict)
     compare = _resolve_compare(raw.get("compare", PROMPT), variables, prompt_vars, response_vars, fail)
     near_raw = raw.get("near", True)
     near = None

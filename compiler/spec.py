@@ -446,7 +446,7 @@ def load_spec(path: str | Path, overrides: dict[str, Any] | None = None) -> Spec
     split = Split(validation=split_raw.get("validation", 0), seed=split_raw.get("seed", 42))
 
     dedup = None
-    if "dedup" in data:
+    if data.get("dedup", False) is not False:
         prompt_side = set().union(*(names for key, names in used.items() if key != "templates.response"))
         numeric = [f.name for f in fields if f.type in ("integer", "number")]
         dedup = parse_dedup(data["dedup"], variables, numeric, prompt_side, used["templates.response"], ctx.fail)

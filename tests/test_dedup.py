@@ -214,3 +214,11 @@ def test_preview_shows_clusters_side_by_side() -> None:
     assert "│" in result.stdout and "similarity" in result.stdout
     plain = run_dsc("preview", str(FORMATS / "gorilla.yaml"), "--duplicates", "2")
     assert plain.returncode == 2 and "no dedup: section" in plain.stderr
+
+
+def test_dedup_false_turns_a_formats_dedup_off(tmp_path: Path) -> None:
+    import dsc
+
+    package = dsc.build(FORMATS / "adgen.yaml", output=tmp_path / "adgen", dedup=False)
+    assert package.manifest["dedup"] is None and not (package.path / "duplicates.jsonl").exists()
+    assert sum(package.manifest["counts"]["kept"].values()) == 1070
