@@ -7,6 +7,7 @@ import platform
 from importlib import metadata
 from typing import Any
 
+from builders.duplicates import dedup_manifest
 from compiler.pipeline import Compiled
 
 TRACKED_PACKAGES = ("dsc", "datasets", "pyarrow", "tokenizers", "jinja2", "jsonschema", "datasketch", "xxhash")
@@ -47,6 +48,7 @@ def build_manifest(compiled: Compiled, files: dict[str, dict[str, Any]], fingerp
         ],
         "tokenizer": compiled.tokenizer.identity(),
         "counts": compiled.counts,
+        "dedup": dedup_manifest(compiled),
         "tokens": compiled.tokens,
         "files": files,
     }

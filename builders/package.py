@@ -22,6 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from builders.card import render_card
+from builders.duplicates import write_duplicates
 from builders.manifest import build_manifest
 from compiler.pipeline import PACKAGE_FEATURES, Compiled
 
@@ -102,7 +103,7 @@ def write_package(compiled: Compiled, target: Path, extra: list[ExtraWriter] | N
         fingerprint = hashlib.sha256(
             json.dumps({rel: info["sha256"] for rel, info in sorted(files.items())}).encode()
         ).hexdigest()[:16]
-        for writer in extra or []:
+        for writer in [write_duplicates, *(extra or [])]:
             writer(stage, compiled)
         manifest = build_manifest(compiled, files, fingerprint)
         (stage / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")

@@ -1,4 +1,4 @@
-"""The build pipeline: sources -> validate/derive/render -> tokenize/split -> splits and counts.
+"""The build pipeline: sources -> validate/derive/render -> dedup (when the spec asks) -> tokenize/split -> splits, counts.
 
 Two phases of passes, each one `datasets.map` over the whole set; between them the rows marked dropped are counted and
 filtered, and records that must fail the build (bad records under `on_invalid: error`, over-long ones under
@@ -18,6 +18,7 @@ import pyarrow.compute as pc
 
 from compiler import engine
 from compiler.batch import DROP, ERROR, chain, field_column
+from compiler.dedup import VALIDATION, Duplicates, deduplicate
 from compiler.derive import make_derive_pass
 from compiler.encode import IGNORE, make_encode_pass
 from compiler.errors import Problem, RecordError
@@ -70,6 +71,7 @@ class Compiled:
     counts: dict[str, Any]
     inputs: list[dict[str, Any]]
     tokens: dict[str, Any] = field(default_factory=dict)
+    duplicates: Duplicates | None = None
 
 
 def _raise_errors(ds: datasets.Dataset, what: str) -> None:
@@ -141,7 +143,10 @@ def _split_order(table: pa.Table, spec: Spec) -> tuple[pa.Table, int]:
 
     Splitting before tokenizing costs one copy of the text; afterwards each split is a zero-copy slice of the
     tokenized table, which is several times larger."""
-    to_validation = validation_mask(table.column(KEY).to_numpy(), spec.split)
+    if VALIDATION in table.column_names:  # dedup split the records already; splitting again could leak copies
+        to_validation = table.column(VALIDATION).to_numpy(zero_copy_only=False)
+    else:
+        to_validation = validation_mask(table.column(KEY).to_numpy(), spec.split)
     if not to_validation.any():
         return table, len(table)
     order = np.concatenate([np.flatnonzero(~to_validation), np.flatnonzero(to_validation)])
@@ -151,7 +156,7 @@ def _split_order(table: pa.Table, spec: Spec) -> tuple[pa.Table, int]:
 def tokenize(spec: Spec, rendered: Rendered, tok: LoadedTokenizer, options: Options) -> Compiled:
     """Split, then tokenize and apply lengths and labels to the rendered records."""
     # The tokenize phase needs only the rendered text and the bookkeeping; fields stay behind (less to convert).
-    needed = ["_source", "_file", "_row", "_line", "prompt", "response", SEGMENTS, KEY]
+    needed = ["_source", "_file", "_row", "_line", "prompt", "response", SEGMENTS, KEY, VALIDATION]
     table = rendered.dataset.data.table
     table, n_train = _split_order(table.select([c for c in needed if c in table.column_names]), spec)
     ds = engine.from_table(table)
@@ -169,7 +174,8 @@ def tokenize(spec: Spec, rendered: Rendered, tok: LoadedTokenizer, options: Opti
         }
     )
     features.pop(KEY, None)
-    remove = [c for c in (SEGMENTS, KEY) if c in ds.column_names]
+    features.pop(VALIDATION, None)
+    remove = [c for c in (SEGMENTS, KEY, VALIDATION) if c in ds.column_names]
     ds = engine.apply(
         ds,
         make_encode_pass(spec, tok),
@@ -212,4 +218,11 @@ def compile_spec(spec: Spec, options: Options | None = None, tokenizer: LoadedTo
     options = options or Options()
     rendered = render(spec, options)
     tok = tokenizer or load_tokenizer(spec.tokenizer, spec)
-    return tokenize(spec, rendered, tok, options)
+    if spec.dedup is None:
+        return tokenize(spec, rendered, tok, options)
+    rendered.dataset, duplicates = deduplicate(spec, rendered.dataset, options.num_proc)
+    compiled = tokenize(spec, rendered, tok, options)
+    compiled.duplicates = duplicates
+    compiled.counts["dropped"] = {**duplicates.reasons(), **compiled.counts["dropped"]}
+    compiled.counts["duplicates"] = duplicates.counts
+    return compiled

@@ -18,6 +18,7 @@ import jsonschema
 from jinja2 import TemplateSyntaxError, meta
 
 from compiler import resources
+from compiler.dedup_spec import DedupSpec, parse_dedup
 from compiler.errors import Location, Problem, SpecError
 from compiler.sandbox import environment
 from compiler.yaml_lines import KeyPath, line_of, load_yaml_with_lines
@@ -141,6 +142,7 @@ class Spec:
     labels: Labels
     split: Split
     output: Path
+    dedup: DedupSpec | None = None
     resolved: dict[str, Any] = field(default_factory=dict)
     lines: dict[KeyPath, int] = field(default_factory=dict)
 
@@ -408,11 +410,12 @@ def load_spec(path: str | Path, overrides: dict[str, Any] | None = None) -> Spec
             prompt=_template(h["prompt"], ("templates", "history", "prompt"), base, ctx),
             response=_template(h["response"], ("templates", "history", "response"), base, ctx),
         )
+    used: dict[str, set[str]] = {"templates.history": {history.field} if history else set()}
     for t in (system, prompt, response) + ((history.prompt, history.response) if history else ()):
         if t is None:
             continue
         path = tuple(t.key.split("."))
-        names = _undeclared(t.text, t, ctx, path)
+        names = used[t.key] = _undeclared(t.text, t, ctx, path)
         allowed = variables + (list(HISTORY_VARIABLES) if history and path[1] == "history" else [])
         if history and path[1] != "history":
             allowed = allowed + ["round"]
@@ -442,6 +445,12 @@ def load_spec(path: str | Path, overrides: dict[str, Any] | None = None) -> Spec
     split_raw = data.get("split") or {}
     split = Split(validation=split_raw.get("validation", 0), seed=split_raw.get("seed", 42))
 
+    dedup = None
+    if data.get("dedup", False) is not False:
+        prompt_side = set().union(*(names for key, names in used.items() if key != "templates.response"))
+        numeric = [f.name for f in fields if f.type in ("integer", "number")]
+        dedup = parse_dedup(data["dedup"], variables, numeric, prompt_side, used["templates.response"], ctx.fail)
+
     name = data["name"]
     language = data.get("language", [])
     resolved = {**data, "tokenizer": tok, "output": data.get("output", f"build/{name}")}
@@ -466,6 +475,7 @@ def load_spec(path: str | Path, overrides: dict[str, Any] | None = None) -> Spec
         labels=labels,
         split=split,
         output=Path(resolved["output"]),
+        dedup=dedup,
         resolved=resolved,
         lines=lines,
     )

@@ -35,6 +35,7 @@ def _parser() -> argparse.ArgumentParser:
     p = spec_command("preview", "show rendered records and their tokens, masked ones marked")
     p.add_argument("-n", type=_positive, default=3, metavar="N", help="records to show (default 3)")
     p.add_argument("--tokenizer", metavar="NAME", help="qwen3, a local tokenizer folder, or a Hub id")
+    p.add_argument("--duplicates", type=_positive, metavar="N", help="instead, show N dedup clusters side by side")
 
     sub.add_parser("formats", help="list the built-in formats", description="list the built-in formats")
     return parser
@@ -117,7 +118,70 @@ def _show_token(text: str) -> str:
     return text.replace("\n", "↵").replace("\t", "→")
 
 
+def _cells(ch: str) -> int:
+    import unicodedata
+
+    return 2 if unicodedata.east_asian_width(ch) in "WF" else 1
+
+
+def _wrap(text: str, width: int) -> list[str]:
+    """Hard-wrap each line to `width` terminal cells (a CJK character takes two)."""
+    out = []
+    for line in text.splitlines() or [""]:
+        row, used = "", 0
+        for ch in line:
+            if used + _cells(ch) > width:
+                out.append(row)
+                row, used = "", 0
+            row, used = row + ch, used + _cells(ch)
+        out.append(row)
+    return out
+
+
+def _side_by_side(left: str, right: str, width: int = 58) -> str:
+    a, b = _wrap(left, width), _wrap(right, width)
+    rows = max(len(a), len(b))
+    a, b = a + [""] * (rows - len(a)), b + [""] * (rows - len(b))
+    return "\n".join(x + " " * (width - sum(map(_cells, x))) + " │ " + y for x, y in zip(a, b, strict=True))
+
+
+def _preview_duplicates(args: argparse.Namespace) -> int:
+    """The first clusters dedup finds: the kept record's compared text beside each dropped one's."""
+    import datasets
+
+    from compiler.dedup import compared_texts, deduplicate
+    from compiler.errors import Problem, SpecError
+    from compiler.pipeline import Options, render
+    from compiler.spec import load_spec
+
+    spec = load_spec(args.spec, _overrides(args))
+    if spec.dedup is None:
+        raise SpecError(Problem("the spec has no dedup: section, so there are no clusters to show", spec.where()))
+    datasets.disable_progress_bars()
+    rendered = render(spec, Options(limit=args.limit))
+    _kept, dups = deduplicate(spec, rendered.dataset)
+    table = rendered.dataset.data.table
+    clusters: dict[int, list[int]] = {}
+    for i, kept in enumerate(dups.kept.tolist()):
+        clusters.setdefault(kept, []).append(i)
+    print(
+        f"{spec.name}: {len(dups.records)} of {len(table)} record(s) dropped in {len(clusters)} cluster(s); compared on {spec.dedup.label}"
+    )
+    for kept, members in list(clusters.items())[: args.duplicates]:
+        rows = [kept, *(int(dups.dropped[i]) for i in members)]
+        texts = compared_texts(table.take(rows).to_pydict(), spec.dedup)
+        first = dups.records[members[0]]
+        print(f"\n── kept {first['kept_source_id']} " + "─" * 40)
+        for n, i in enumerate(members, start=1):
+            record = dups.records[i]
+            print(f"dropped {record['source_id']}: {record['reason']}, similarity {record['similarity']:.2f}")
+            print(_side_by_side(texts[0], texts[n]))
+    return 0
+
+
 def _cmd_preview(args: argparse.Namespace) -> int:
+    if args.duplicates:
+        return _preview_duplicates(args)
     from compiler.encode import IGNORE
     from compiler.pipeline import Options, render, tokenize
     from compiler.spec import load_spec

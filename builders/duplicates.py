@@ -1,0 +1,28 @@
+"""duplicates.jsonl: one line per record dedup removed, naming the record its cluster kept, so a reader can check."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from compiler.pipeline import Compiled
+
+FILE = "duplicates.jsonl"
+
+
+def write_duplicates(stage: Path, compiled: Compiled) -> None:
+    """Write the package's duplicates file (nothing when the spec has no `dedup:` section)."""
+    if compiled.duplicates is None:
+        return
+    with (stage / FILE).open("w", encoding="utf-8") as fh:
+        for record in compiled.duplicates.records:
+            fh.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+
+def dedup_manifest(compiled: Compiled) -> dict[str, Any] | None:
+    """The manifest's `dedup` entry: the resolved settings (hashing, seed, num_perm, datasketch version) and counts."""
+    dups = compiled.duplicates
+    if dups is None:
+        return None
+    return {**dups.settings, "counts": dups.counts, "file": FILE, "records": len(dups.records)}

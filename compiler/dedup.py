@@ -1,0 +1,269 @@
+"""Deduplication, the pass between render and tokenize: exact copies and MinHash near-copies leave the build.
+
+It needs the whole set, so it runs in two phases. Phase one is a plain batch pass (under `datasets.map`, in worker
+processes with `num_proc`): each record's compared text gets an exact key, a MinHash signature, its length and its
+split key. Phase two is global and in numpy: exact keys and LSH bands give pairs, a union-find gives clusters, and each
+cluster keeps one record (`keep`), preferring a training record, so that a validation record with a copy in training
+is removed from validation and counted as leakage.
+
+The split is decided here, before anything is dropped (the validation records are the ones with the smallest split
+keys among the rendered records), and tokenize keeps it: a record moved between splits after dedup could bring a
+copy of a training record into validation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from importlib import metadata
+from typing import Any
+
+import datasets
+import numpy as np
+import pyarrow as pa
+
+from compiler import engine
+from compiler.batch import Batch, Pass, field_column, source_id
+from compiler.dedup_spec import RENDERED, DedupSpec
+from compiler.lsh import Measure, band_shape, find, near_clusters, similarity, union
+from compiler.lsh import buckets as equal_key_pairs
+from compiler.minhash import HASH_SCHEME, SCHEME, batch_signatures, exact_keys, shingle_sets
+from compiler.spec import Spec
+from compiler.split import KEY, validation_mask
+
+SIGNATURE = "_dedup_signature"
+EXACT = "_dedup_exact"
+LENGTH = "_dedup_length"
+VALUE = "_dedup_value"
+VALIDATION = "_validation"
+"""True for the records that go to validation; tokenize reads it instead of splitting again."""
+
+REASONS = {"exact": "duplicate: exact", "near": "duplicate: near", "leakage": "duplicate: leakage"}
+"""The drop reasons dedup reports in the manifest's counts."""
+
+
+@dataclass
+class Duplicates:
+    """What dedup removed, as row indices into the rendered records, and the audit trail the package keeps."""
+
+    dropped: np.ndarray
+    kept: np.ndarray
+    similarity: np.ndarray
+    reason: np.ndarray
+    validation: np.ndarray
+    records: list[dict[str, Any]] = field(default_factory=list)
+    counts: dict[str, Any] = field(default_factory=dict)
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    def reasons(self) -> dict[str, int]:
+        """Drop reason -> count, in the manifest's `dropped` vocabulary."""
+        names, counts = np.unique(self.reason, return_counts=True)
+        return {REASONS[str(n)]: int(c) for n, c in zip(names, counts, strict=True)}
+
+
+def compared_texts(batch: Batch, dedup: DedupSpec) -> list[str]:
+    """The text each record is compared on: the `compare` columns joined by newlines (a missing value is empty)."""
+    columns = [batch[c] for c in _columns(dedup)]
+    return ["\n".join("" if v is None else str(v) for v in values) for values in zip(*columns, strict=True)]
+
+
+def _binary_rows(matrix: np.ndarray) -> pa.Array:
+    """Each row of a uint32 matrix as one binary value, straight from its buffer (no Python object per row)."""
+    width = matrix.shape[1] * 4
+    offsets = np.arange(len(matrix) + 1, dtype=np.int32) * width
+    buffers = [None, pa.py_buffer(offsets), pa.py_buffer(np.ascontiguousarray(matrix))]
+    return pa.Array.from_buffers(pa.binary(), len(matrix), buffers)
+
+
+def make_signature_pass(spec: Spec) -> Pass:
+    """Phase one: exact key, signature, length and keep value of every record in a batch (the split key comes from render)."""
+    dedup = spec.dedup
+    assert dedup is not None
+
+    def signature(batch: Batch) -> Batch:
+        texts = compared_texts(batch, dedup)
+        out: Batch = {LENGTH: [len(t) for t in texts]}
+        if dedup.exact:
+            out[EXACT] = exact_keys(texts, dedup.normalize)
+        if dedup.near is not None:
+            out[SIGNATURE] = _binary_rows(batch_signatures(texts, dedup.near, dedup.normalize))
+        if dedup.keep.field is not None:
+            out[VALUE] = [None if v is None else float(v) for v in batch[field_column(dedup.keep.field)]]
+        return out
+
+    return signature
+
+
+def _features(spec: Spec, ds: datasets.Dataset) -> datasets.Features:
+    dedup = spec.dedup
+    assert dedup is not None
+    features = datasets.Features({**ds.features, LENGTH: datasets.Value("int64")})
+    if dedup.exact:
+        features[EXACT] = datasets.Value("int64")
+    if dedup.near is not None:
+        features[SIGNATURE] = datasets.Value("binary")
+    if dedup.keep.field is not None:
+        features[VALUE] = datasets.Value("float64")
+    return features
+
+
+def signature_matrix(column: pa.ChunkedArray, num_perm: int) -> np.ndarray:
+    """The binary signature column as one (records, num_perm) uint32 array, without a Python object per record."""
+    array = column.combine_chunks()
+    offsets = np.frombuffer(array.buffers()[1], dtype=np.int32)[array.offset : array.offset + len(array) + 1]
+    data = np.frombuffer(array.buffers()[2], dtype=np.uint8)[offsets[0] : offsets[-1]]
+    return data.view(np.uint32).reshape(len(array), num_perm)
+
+
+def _rank(table: pa.Table, dedup: DedupSpec, validation: np.ndarray) -> np.ndarray:
+    """Each record's place in its cluster's queue to be kept: training first, then the `keep` rule, then input order."""
+    n = len(table)
+    index = np.arange(n)
+    if dedup.keep.rule == "longest":
+        rule = -table.column(LENGTH).to_numpy()
+    elif dedup.keep.rule in ("max", "min"):
+        values = table.column(VALUE).to_numpy(zero_copy_only=False).astype(np.float64)
+        rule = -values if dedup.keep.rule == "max" else values
+        rule = np.where(np.isnan(rule), np.inf, rule)
+    else:
+        rule = index
+    order = np.lexsort((index, rule, validation))
+    rank = np.empty(n, dtype=np.int64)
+    rank[order] = index
+    return rank
+
+
+def _columns(dedup: DedupSpec) -> list[str]:
+    return [name.split("_", 1)[1] if name in RENDERED else field_column(name) for name in dedup.compare]
+
+
+def exact_similarity(table: pa.Table, dedup: DedupSpec) -> Measure:
+    """Exact Jaccard of the shingle sets of row pairs, from their texts (for the few pairs an estimate cannot settle)."""
+    near = dedup.near
+    assert near is not None
+    texts = table.select(list(dict.fromkeys(_columns(dedup))))
+
+    def measure(u: np.ndarray, v: np.ndarray) -> np.ndarray:
+        rows = np.unique(np.concatenate((u, v)))
+        sets = shingle_sets(compared_texts(texts.take(rows).to_pydict(), dedup), near, dedup.normalize)
+        at = {r: i for i, r in enumerate(rows.tolist())}
+        out = np.empty(len(u))
+        for i, (a, b) in enumerate(zip(u.tolist(), v.tolist(), strict=True)):
+            sa, sb = sets[at[a]], sets[at[b]]
+            both = np.intersect1d(sa, sb, assume_unique=True).size
+            out[i] = both / max(1, sa.size + sb.size - both)
+        return out
+
+    return measure
+
+
+def clusters(table: pa.Table, dedup: DedupSpec) -> tuple[np.ndarray, np.ndarray | None]:
+    """Phase two: the root of each record's cluster (its smallest member), and the signatures (None without `near`)."""
+    n = len(table)
+    parent = np.arange(n, dtype=np.int64)
+    if dedup.exact:
+        union(parent, *equal_key_pairs(table.column(EXACT).to_numpy(), np.arange(n)))
+    signatures = None
+    if dedup.near is not None:
+        near = dedup.near
+        signatures = signature_matrix(table.column(SIGNATURE), near.num_perm)
+        bands, rows = (near.bands, near.rows) if near.bands else band_shape(near.threshold, near.num_perm)
+        texts = np.nonzero(table.column(LENGTH).to_numpy() > 0)[0]
+        near_clusters(parent, signatures, texts, near.threshold, bands, rows, exact_similarity(table, dedup))
+    return find(parent), signatures
+
+
+def decide(table: pa.Table, dedup: DedupSpec, validation: np.ndarray) -> Duplicates:
+    """Which records leave, which record of their cluster stays, how similar they are and why they leave."""
+    roots, signatures = clusters(table, dedup)
+    rank = _rank(table, dedup, validation)
+    best = np.full(len(table), len(table), dtype=np.int64)
+    np.minimum.at(best, roots, rank)
+    by_rank = np.argsort(rank)
+    keeper = by_rank[best[roots]]
+    moved = keeper != np.arange(len(table))
+    if dedup.scope == "leakage":
+        moved &= validation & ~validation[keeper]
+    dropped = np.nonzero(moved)[0]
+    kept = keeper[dropped]
+    reason = np.where(validation[dropped] & ~validation[kept], "leakage", "near")
+    if dedup.exact:
+        exact = table.column(EXACT).to_numpy()
+        reason = np.where((reason == "near") & (exact[dropped] == exact[kept]), "exact", reason)
+    sims = similarity(signatures, dropped, kept) if signatures is not None else np.ones(len(dropped))
+    return Duplicates(dropped=dropped, kept=kept, similarity=sims, reason=reason, validation=validation)
+
+
+def _counts(dups: Duplicates) -> dict[str, Any]:
+    split = np.where(dups.validation[dups.dropped], "validation", "train")
+    out: dict[str, Any] = {}
+    for kind in ("exact", "near"):
+        out[kind] = {s: int(np.sum((dups.reason == kind) & (split == s))) for s in ("train", "validation")}
+    out["leakage"] = int(np.sum(dups.reason == "leakage"))
+    return out
+
+
+def _source_ids(table: pa.Table, rows: np.ndarray) -> list[str]:
+    files = table.column("_file").take(rows).to_pylist()
+    return [source_id(f, r) for f, r in zip(files, table.column("_row").take(rows).to_pylist(), strict=True)]
+
+
+def _records(table: pa.Table, dups: Duplicates) -> list[dict[str, Any]]:
+    """One line of duplicates.jsonl per dropped record."""
+    rows = zip(
+        _source_ids(table, dups.dropped),
+        _source_ids(table, dups.kept),
+        dups.similarity.tolist(),
+        dups.reason.tolist(),
+        dups.validation[dups.dropped].tolist(),
+        strict=True,
+    )
+    return [
+        {"source_id": d, "kept_source_id": k, "similarity": round(s, 4), "reason": r, "split": "validation" if v else "train"}
+        for d, k, s, r, v in rows
+    ]
+
+
+def settings(dedup: DedupSpec) -> dict[str, Any]:
+    """What the manifest records so a reader can reproduce the decisions: the resolved section and the hashing."""
+    out: dict[str, Any] = {
+        "compare": list(dedup.compare),
+        "exact": dedup.exact,
+        "normalize": asdict(dedup.normalize),
+        "keep": asdict(dedup.keep),
+        "scope": dedup.scope,
+        "near": None,
+    }
+    if dedup.near is not None:
+        near = dedup.near
+        bands, rows = (near.bands, near.rows) if near.bands else band_shape(near.threshold, near.num_perm)
+        out["near"] = {
+            **asdict(near),
+            "bands": bands,
+            "rows": rows,
+            "permutation_scheme": SCHEME,
+            "hash_scheme": HASH_SCHEME,
+            "datasketch": metadata.version("datasketch"),
+        }
+    return out
+
+
+def signature_phase(spec: Spec, ds: datasets.Dataset, num_proc: int | None = None) -> pa.Table:
+    """Phase one over the whole set: the rendered records with their dedup columns added."""
+    features = _features(spec, ds)
+    return engine.apply(ds, make_signature_pass(spec), desc="dedup signatures", features=features, num_proc=num_proc).data.table
+
+
+def deduplicate(spec: Spec, ds: datasets.Dataset, num_proc: int | None = None) -> tuple[datasets.Dataset, Duplicates]:
+    """Run both phases over the rendered records; return the records that stay (with `_validation`) and the audit."""
+    dedup = spec.dedup
+    assert dedup is not None
+    table = signature_phase(spec, ds, num_proc)
+    validation = validation_mask(table.column(KEY).to_numpy(), spec.split)
+    dups = decide(table, dedup, validation)
+    dups.counts = _counts(dups)
+    dups.settings = settings(dedup)
+    dups.records = _records(table, dups)
+    keep = np.ones(len(table), dtype=bool)
+    keep[dups.dropped] = False
+    out = ds.data.table.append_column(VALIDATION, pa.array(validation)).filter(pa.array(keep))
+    return engine.from_table(out), dups
