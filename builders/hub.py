@@ -3,22 +3,20 @@
 The token is huggingface_hub's own (HF_TOKEN, else the saved `hf auth login`), never the spec's; it is handed to the
 client and nothing else, and any message shown to the user is scrubbed of it. HF_ENDPOINT and HF_HUB_OFFLINE are
 honoured through huggingface_hub's constants. Every failure a user can meet (offline, no token, token rejected, a repo
-in someone else's namespace, the network) becomes one `PublishError` line, raised before or instead of the commit; the
-local package is only ever read.
+in someone else's namespace, the network, a package that differs from its manifest) becomes one `DscError` line,
+raised before or instead of the commit; the local package is only ever read.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from builders.verify import read_package
 from compiler.errors import DscError
 
-PACKAGE_FORMAT = "dsc-package/1"
 STALE_PATTERNS = ["data/**"]
 """Remote files that a publish removes when the package no longer has them: old shards would otherwise be read as
 part of the dataset. Anything else a user added to the repo (a LICENSE, notebooks) is left alone."""
@@ -41,36 +39,6 @@ class Published:
     changed: bool
     private: bool
     files: int
-
-
-def read_package(folder: str | Path) -> dict[str, Any]:
-    """The manifest of a package folder, after checking every data file it lists is there and unchanged.
-
-    Publishing a package whose shards were edited or half-copied would ship data the card and manifest do not
-    describe, so that is refused here."""
-    folder = Path(folder)
-    manifest_path = folder / "manifest.json"
-    if not manifest_path.is_file():
-        raise PublishError(f"{folder}: not a dsc package (no manifest.json); build one with `dsc build`")
-    try:
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise PublishError(f"{manifest_path}: cannot read the manifest: {exc}") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != PACKAGE_FORMAT:
-        raise PublishError(f"{manifest_path}: not a {PACKAGE_FORMAT} manifest")
-    for rel, info in manifest.get("files", {}).items():
-        path = folder / rel
-        if not path.is_file():
-            raise PublishError(f"{path}: listed in the manifest but missing; rebuild the package")
-        digest = hashlib.sha256()
-        with path.open("rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(chunk)
-        if digest.hexdigest() != info.get("sha256"):
-            raise PublishError(
-                f"{path}: changed since the build (sha256 differs from the manifest); rebuild the package"
-            )
-    return manifest
 
 
 def _token_source() -> str:

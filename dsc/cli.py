@@ -138,14 +138,15 @@ def _publish(package: Path, repo: str, *, private: bool, command: str, revision:
              message: str | None = None) -> int:
     from huggingface_hub.utils import disable_progress_bars, logging
 
-    from builders.hub import PublishError, publish
+    from builders.hub import publish
+    from compiler.errors import DscError
 
     logging.set_verbosity_error()  # dsc says itself whether a commit was made
     if not sys.stderr.isatty():
         disable_progress_bars()
     try:
         done = publish(package, repo, private=private, revision=revision, message=message)
-    except PublishError as exc:
+    except DscError as exc:
         print(f"dsc {command}: publish failed: {exc.render()}", file=sys.stderr)
         return exc.exit_code
     privacy = "private" if done.private else "public"
@@ -164,8 +165,11 @@ def _cmd_publish(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
+    import datasets
+
     from builders.export import export
 
+    datasets.disable_progress_bars()
     written = export(Path(args.package), args.to, Path(args.output) if args.output else None)
     print(f"dsc export: wrote {written.folder} for {args.to}; paste into your {args.to} config:")
     print(written.snippet, end="")
