@@ -4,6 +4,8 @@
 
     import dsc
     package = dsc.build("formats/alpaca.yaml", output="build/alpaca")
+    dataset, manifest = dsc.load("build/alpaca")          # or a Hub repo id: dsc.load("user/alpaca")
+    trainer_collator = dsc.collator(tokenizer)            # pads input_ids with the pad id, labels with -100
 """
 
 from __future__ import annotations
@@ -18,13 +20,17 @@ except metadata.PackageNotFoundError:  # running from a source tree that is not 
 
 if TYPE_CHECKING:
     from dsc.api import build
+    from dsc.loading import load
+    from dsc.padding import collator
 
-__all__ = ["__version__", "build"]
+__all__ = ["__version__", "build", "collator", "load"]
+
+_LAZY = {"build": "dsc.api", "load": "dsc.loading", "collator": "dsc.padding"}
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("build",):
-        from dsc import api
+    if name in _LAZY:
+        from importlib import import_module
 
-        return getattr(api, name)
+        return getattr(import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'dsc' has no attribute {name!r}")

@@ -1,4 +1,4 @@
-"""The command line: `dsc build | validate | preview | formats`.
+"""The command line: `dsc build | validate | preview | formats | publish | export`.
 
 The only place that prints. Exit codes: 0 success, 1 records failed, 2 usage or spec error. A user's mistake is one
 or more located lines on stderr, never a traceback.
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Any
 
 
@@ -27,6 +28,8 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--tokenizer", metavar="NAME", help="qwen3, a local tokenizer folder, or a Hub id")
     b.add_argument("--num-proc", type=_positive, metavar="N", help="worker processes for the passes (default 1)")
     b.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
+    b.add_argument("--push", metavar="REPO", help="then publish the package to this Hub dataset repo (user/name)")
+    b.add_argument("--private", action="store_true", help="with --push: create the repo private")
 
     v = spec_command("validate", "check the spec and every record; write nothing")
     v.add_argument("--num-proc", type=_positive, metavar="N", help="worker processes for the passes")
@@ -38,6 +41,22 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--duplicates", type=_positive, metavar="N", help="instead, show N dedup clusters side by side")
 
     sub.add_parser("formats", help="list the built-in formats", description="list the built-in formats")
+
+    pub = sub.add_parser("publish", help="upload a package to a Hugging Face Hub dataset repo, in one commit",
+                         description="upload a package to a Hugging Face Hub dataset repo, in one commit; the token "
+                         "comes from HF_TOKEN or `hf auth login`, the Hub from HF_ENDPOINT")
+    pub.add_argument("package", help="a package folder (build/<name>)")
+    pub.add_argument("--repo", required=True, metavar="REPO", help="the dataset repo, user/name (or name: your own)")
+    pub.add_argument("--private", action="store_true", help="create the repo private (refused if it exists public)")
+    pub.add_argument("--revision", metavar="BRANCH", help="the branch to commit to (default main; created if new)")
+    pub.add_argument("--message", metavar="TEXT", help="the commit message (default: package name and fingerprint)")
+
+    exp = sub.add_parser("export", help="write what LLaMA-Factory or Axolotl needs to train on a package",
+                         description="write what LLaMA-Factory or Axolotl needs to train on a package, and the config "
+                         "lines to paste")
+    exp.add_argument("package", help="a package folder (build/<name>)")
+    exp.add_argument("--to", required=True, choices=["llamafactory", "axolotl"], help="the trainer")
+    exp.add_argument("--output", "-o", metavar="DIR", help="where to write (default <package>/export/<trainer>)")
     return parser
 
 
@@ -111,6 +130,50 @@ def _cmd_build(args: argparse.Namespace) -> int:
         print(f"  {reason}: {n}")
     print(f"  kept: {kept}; {total['tokens']} tokens, {total['trainable_share']:.1%} trainable")
     print(f"  wrote {package.path}")
+    if args.push:
+        return _publish(package.path, args.push, private=args.private, command="build")
+    return 0
+
+
+def _publish(package: Path, repo: str, *, private: bool, command: str, revision: str | None = None,
+             message: str | None = None) -> int:
+    from huggingface_hub.utils import disable_progress_bars, logging
+
+    from builders.hub import publish
+    from compiler.errors import DscError
+
+    logging.set_verbosity_error()  # dsc says itself whether a commit was made
+    if not sys.stderr.isatty():
+        disable_progress_bars()
+    try:
+        done = publish(package, repo, private=private, revision=revision, message=message)
+    except DscError as exc:
+        print(f"dsc {command}: publish failed: {exc.render()}", file=sys.stderr)
+        return exc.exit_code
+    privacy = "private" if done.private else "public"
+    if done.changed:
+        where = f"({privacy}, {done.revision}, commit {done.commit[:12]})"
+        print(f"dsc {command}: published {package} to {done.url} {where}")
+    else:
+        print(f"dsc {command}: {done.repo_id}@{done.revision} already holds this package: no new commit "
+              f"({privacy}, commit {done.commit[:12]})")
+    return 0
+
+
+def _cmd_publish(args: argparse.Namespace) -> int:
+    return _publish(Path(args.package), args.repo, private=args.private, command="publish", revision=args.revision,
+                    message=args.message)
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    import datasets
+
+    from builders.export import export
+
+    datasets.disable_progress_bars()
+    written = export(Path(args.package), args.to, Path(args.output) if args.output else None)
+    print(f"dsc export: wrote {written.folder} for {args.to}; paste into your {args.to} config:")
+    print(written.snippet, end="")
     return 0
 
 
@@ -212,7 +275,14 @@ def _cmd_preview(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"build": _cmd_build, "validate": _cmd_validate, "preview": _cmd_preview, "formats": _cmd_formats}
+COMMANDS = {
+    "build": _cmd_build,
+    "validate": _cmd_validate,
+    "preview": _cmd_preview,
+    "formats": _cmd_formats,
+    "publish": _cmd_publish,
+    "export": _cmd_export,
+}
 
 
 def main(argv: list[str] | None = None) -> int:
