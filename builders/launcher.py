@@ -10,9 +10,11 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 from builders.package import Extra
 from compiler.pipeline import Compiled
+from compiler.spec import spec_schema
 from compiler.training import RECIPE_SOURCES, RECIPES, TrainingSpec, default_training
 
 FILES = Path(__file__).resolve().parent / "launcher_files"
@@ -25,14 +27,27 @@ def plan(compiled: Compiled) -> TrainingSpec:
     return spec.training or default_training(spec.tokenizer.name)
 
 
+def _value_type(schema: dict[str, Any]) -> str:
+    """How train.py parses a command-line value for a key, from the key's JSON Schema."""
+    if "oneOf" in schema:
+        return "list"  # a string or a list of strings: given comma-separated on the command line
+    if "enum" in schema:
+        kinds = {type(v).__name__ for v in schema["enum"]}
+        return "bool_or_auto" if "bool" in kinds else "str"
+    return {"integer": "int", "number": "float", "boolean": "bool"}.get(schema["type"], "str")
+
+
 def training_json(training: TrainingSpec) -> dict[str, object]:
-    """What train.py reads: the method and model, the spec's overrides, and each method's recipe with its source."""
+    """What train.py reads: the method and model, the spec's overrides, each method's recipe with its source, and
+    the type of every key (from the spec schema) so it can parse command-line overrides."""
+    properties = spec_schema()["properties"]["training"]["properties"]
     return {
         "method": training.method,
         "model": training.model,
         "overrides": dict(training.overrides),
         "recipe_sources": RECIPE_SOURCES,
         "recipes": RECIPES,
+        "types": {key: _value_type(schema) for key, schema in properties.items() if key not in ("method", "model")},
     }
 
 

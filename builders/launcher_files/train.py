@@ -43,22 +43,18 @@ def _bool(text: str) -> bool:
 
 
 def _typed(key: str) -> Any:
-    """An argparse type for `key`, from the values the recipes give it (None allowed as 'none')."""
-    examples = [r[key] for r in CONFIG["recipes"].values() if key in r and r[key] is not None]
-    example = examples[0] if examples else ""
+    """An argparse type for `key`, as training.json's "types" says ('none' gives None)."""
+    kind = CONFIG["types"][key]
 
     def convert(text: str) -> Any:
-        if text.strip().lower() in ("none", "null"):
+        value = text.strip()
+        if value.lower() in ("none", "null"):
             return None
-        if key == "bf16" and text.strip().lower() == "auto":
-            return "auto"
-        if isinstance(example, bool) or key == "bf16":
-            return _bool(text)
-        if isinstance(example, int):
-            return int(text)
-        if isinstance(example, float):
-            return float(text)
-        return text
+        if kind == "bool_or_auto":
+            return "auto" if value.lower() == "auto" else _bool(value)
+        if kind == "list":
+            return value if value == "all-linear" else [part.strip() for part in value.split(",") if part.strip()]
+        return {"int": int, "float": float, "bool": _bool}.get(kind, str)(value)
 
     return convert
 
@@ -237,15 +233,12 @@ def peft_config(settings: dict[str, Any]) -> Any:
 
     method = settings["method"]
     if method in ("lora", "qlora"):
-        targets = settings["lora_target_modules"]
-        if isinstance(targets, str) and targets != "all-linear":
-            targets = [t.strip() for t in targets.split(",") if t.strip()]
         return LoraConfig(
             task_type=TaskType.CAUSAL_LM,
             r=settings["lora_r"],
             lora_alpha=settings["lora_alpha"],
             lora_dropout=settings["lora_dropout"],
-            target_modules=targets,
+            target_modules=settings["lora_target_modules"],
         )
     if method in PREFIX_METHODS:
         return PrefixTuningConfig(
