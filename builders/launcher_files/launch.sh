@@ -86,7 +86,7 @@ esac
 CMD+=(${ARGS[@]+"${ARGS[@]}"})
 
 if (( DRY_RUN )); then
-  echo "# $GPUS GPU(s) visible; method $METHOD; backend $BACKEND; $PROCS process(es)"
+  echo "# GPUs: $GPUS; method: $METHOD; backend: $BACKEND; processes: $PROCS"
   echo "# command:"
   printf '%q ' "${CMD[@]}"
   echo
