@@ -62,14 +62,16 @@ def _typed(key: str) -> Any:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description=f"Fine-tune on the dsc package '{MANIFEST['name']}'. Defaults come from training.json.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     keys = sorted({k for recipe in CONFIG["recipes"].values() for k in recipe})
-    parser.add_argument("--method", choices=sorted(CONFIG["recipes"]), help="fine-tuning method")
-    parser.add_argument("--model", help="Hub id or local folder of the model to fine-tune")
+    method = CONFIG["method"]
+    current = {**CONFIG["recipes"][method], **CONFIG["overrides"]}
+    parser.add_argument("--method", choices=sorted(CONFIG["recipes"]), help=f"fine-tuning method (package: {method})")
+    parser.add_argument("--model", help=f"Hub id or local folder of the model (package: {CONFIG['model']})")
     for key in keys:
         names = [f"--{key}"] + ([f"--{key.replace('_', '-')}"] if "_" in key else [])
-        parser.add_argument(*names, dest=key, type=_typed(key), default=argparse.SUPPRESS, metavar="VALUE")
+        shown = f"{method}: {current[key]}" if key in current else f"not used by {method}"
+        parser.add_argument(*names, dest=key, type=_typed(key), default=argparse.SUPPRESS, metavar="VALUE", help=shown)
     parser.add_argument(
         "--deepspeed", help="a DeepSpeed JSON config (launch.sh --backend deepspeed passes ds_zero3.json)"
     )
@@ -92,6 +94,8 @@ def resolve(argv: list[str] | None = None) -> tuple[dict[str, Any], argparse.Nam
             uses = [m for m, r in CONFIG["recipes"].items() if key in r]
             sys.exit(f"train.py: --{key} does not apply to method '{method}' (it applies to {', '.join(uses)})")
     spec = {k: v for k, v in CONFIG["overrides"].items() if k in recipe}
+    for key in sorted(set(CONFIG["overrides"]) - set(spec)):
+        print(f"train.py: the spec's {key} does not apply to method '{method}'; ignored", file=sys.stderr)
     settings = {"method": method, "model": args.model or CONFIG["model"], **recipe, **spec, **given}
     if method in PREFIX_METHODS and settings["gradient_checkpointing"]:
         sys.exit(
@@ -271,7 +275,8 @@ def layer_class(settings: dict[str, Any]) -> str:
 
 
 def training_arguments(settings: dict[str, Any], args: argparse.Namespace, has_validation: bool) -> Any:
-    """TrainingArguments, made before the model is loaded (DeepSpeed ZeRO-3 must see them to shard the load)."""
+    """TrainingArguments, made before the model is loaded: they start torch.distributed, which DeepSpeed ZeRO-3 and
+    FSDP's cpu_ram_efficient_loading need in place to load the weights sharded or on rank 0 only."""
     import torch
     from transformers import TrainingArguments
 
@@ -338,6 +343,13 @@ def main(argv: list[str] | None = None) -> None:
     import torch
     from transformers import Trainer
 
+    if settings["effective_batch_size"] != settings["global_batch_size"]:
+        print(
+            f"train.py: global batch {settings['effective_batch_size']} "
+            f"({settings['per_device_train_batch_size']} per device x {settings['world_size']} processes x "
+            f"{settings['gradient_accumulation_steps']} accumulation steps), not {settings['global_batch_size']}",
+            file=sys.stderr,
+        )
     splits = load_splits()
     training_args = training_arguments(settings, args, "validation" in splits)
     tokenizer = load_tokenizer(settings)
