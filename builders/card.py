@@ -123,7 +123,9 @@ def card_body(compiled: Compiled) -> str:
     return "\n".join(lines)
 
 
-def render_card(compiled: Compiled, split_info: dict[str, dict[str, int]], fingerprint: str) -> str:
-    """The whole README.md."""
+def render_card(
+    compiled: Compiled, split_info: dict[str, dict[str, int]], fingerprint: str, sections: list[str] | None = None
+) -> str:
+    """The whole README.md; `sections` (markdown from extra writers, such as the launcher's) follow the body."""
     header = yaml.safe_dump(card_header(compiled, split_info, fingerprint), sort_keys=False, allow_unicode=True)
-    return f"---\n{header}---\n\n{card_body(compiled)}"
+    return f"---\n{header}---\n\n{card_body(compiled)}" + "".join(f"\n{s.rstrip()}\n" for s in sections or [])

@@ -14,7 +14,7 @@ import shutil
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,16 @@ from compiler.pipeline import PACKAGE_FEATURES, Compiled
 MAX_SHARD_BYTES = 500 * 1024 * 1024
 """Shards stay under the Hub's recommended Parquet size (measured on the in-memory Arrow size, which Parquet beats)."""
 
-ExtraWriter = Callable[[Path, Compiled], None]
+
+@dataclass
+class Extra:
+    """What an extra writer adds to a package besides its files: manifest entries and a section of the card."""
+
+    manifest: dict[str, Any] = field(default_factory=dict)
+    card: str = ""
+
+
+ExtraWriter = Callable[[Path, Compiled], "Extra | None"]
 
 
 @dataclass
@@ -103,9 +112,12 @@ def write_package(compiled: Compiled, target: Path, extra: list[ExtraWriter] | N
         fingerprint = hashlib.sha256(
             json.dumps({rel: info["sha256"] for rel, info in sorted(files.items())}).encode()
         ).hexdigest()[:16]
-        for writer in [write_duplicates, *(extra or [])]:
-            writer(stage, compiled)
+        writers = [write_duplicates, *(extra or [])]
+        extras = [added for writer in writers if (added := writer(stage, compiled)) is not None]
         manifest = build_manifest(compiled, files, fingerprint)
+        for added in extras:
+            manifest.update(added.manifest)
         (stage / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
-        (stage / "README.md").write_text(render_card(compiled, split_info, fingerprint), encoding="utf-8")
+        card = render_card(compiled, split_info, fingerprint, [a.card for a in extras if a.card])
+        (stage / "README.md").write_text(card, encoding="utf-8")
     return Package(path=target, manifest=manifest)

@@ -21,6 +21,7 @@ from compiler import resources
 from compiler.dedup_spec import DedupSpec, parse_dedup
 from compiler.errors import Location, Problem, SpecError
 from compiler.sandbox import environment
+from compiler.training import TrainingSpec, parse_training
 from compiler.yaml_lines import KeyPath, line_of, load_yaml_with_lines
 
 MISSING: Any = object()
@@ -145,6 +146,7 @@ class Spec:
     dedup: DedupSpec | None = None
     resolved: dict[str, Any] = field(default_factory=dict)
     lines: dict[KeyPath, int] = field(default_factory=dict)
+    training: TrainingSpec | None = None
 
     def where(self, *path: str | int) -> Location:
         """The spec file and line of a key path, for problems found after loading (tokenizer, sources)."""
@@ -478,4 +480,5 @@ def load_spec(path: str | Path, overrides: dict[str, Any] | None = None) -> Spec
         dedup=dedup,
         resolved=resolved,
         lines=lines,
+        training=parse_training(data.get("training"), ctx.fail),
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from builders.launcher import write_launcher
 from builders.package import Package, write_package
 from compiler.pipeline import Options, compile_spec
 from compiler.spec import load_spec
@@ -18,7 +19,7 @@ def build(
     num_proc: int | None = None,
     **overrides: Any,
 ) -> Package:
-    """Build the package a format spec describes and return where it went and its manifest.
+    """Build the package a format spec describes (with its training launcher) and return where it went and its manifest.
 
     `overrides` replace top-level spec keys (e.g. `tokenizer="path/to/tok"`, `lengths={"max_length": 256}`).
     Raises `compiler.errors.SpecError` or `RecordError` (each lists located problems) when the build cannot be made.
@@ -27,4 +28,4 @@ def build(
         overrides["output"] = str(output)
     spec = load_spec(spec_path, overrides)
     compiled = compile_spec(spec, Options(limit=limit, num_proc=num_proc))
-    return write_package(compiled, spec.output)
+    return write_package(compiled, spec.output, extra=[write_launcher])

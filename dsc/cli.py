@@ -111,6 +111,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 
 def _cmd_build(args: argparse.Namespace) -> int:
+    from builders.launcher import write_launcher
     from builders.package import write_package
     from compiler.pipeline import Options, compile_spec
     from compiler.spec import load_spec
@@ -118,7 +119,7 @@ def _cmd_build(args: argparse.Namespace) -> int:
     spec = load_spec(args.spec, _overrides(args))
     _progress(args.quiet)
     compiled = compile_spec(spec, Options(limit=args.limit, num_proc=args.num_proc))
-    package = write_package(compiled, spec.output)
+    package = write_package(compiled, spec.output, extra=[write_launcher])
     c = compiled.counts
     total = compiled.tokens["total"]
     kept = ", ".join(f"{name} {n}" for name, n in c["kept"].items())

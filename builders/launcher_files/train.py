@@ -1,0 +1,394 @@
+"""Fine-tune a causal language model on this dataset package (written by dsc; needs no dsc to run).
+
+Reads the package's own Parquet splits (input_ids and labels, prompt tokens already -100), takes the method, the model
+and every hyperparameter from training.json beside this file, and lets any of them be overridden on the command line:
+
+    python train.py                                   # the package's method and recipe, one process
+    python train.py --method lora --learning_rate 1e-4 --max_steps 100
+    python train.py --dry_run --world_size 8          # print the resolved configuration, train nothing
+
+launch.sh runs this file under torchrun or accelerate when there are several GPUs. Needs: torch, transformers,
+datasets, peft, accelerate (and bitsandbytes for qlora).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+CONFIG = json.loads((HERE / "training.json").read_text(encoding="utf-8"))
+MANIFEST = json.loads((HERE / "manifest.json").read_text(encoding="utf-8"))
+IGNORE = -100
+PREFIX_METHODS = ("prefix", "ptuning")
+PEFT_METHODS = ("lora", "qlora", "prefix", "ptuning", "prompt")
+
+
+# ---- configuration: training.json's recipe for the method, the spec's overrides, then the command line ----
+
+
+def _bool(text: str) -> bool:
+    value = text.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def _typed(key: str) -> Any:
+    """An argparse type for `key`, as training.json's "types" says ('none' gives None)."""
+    kind = CONFIG["types"][key]
+
+    def convert(text: str) -> Any:
+        value = text.strip()
+        if value.lower() in ("none", "null"):
+            return None
+        if kind == "bool_or_auto":
+            return "auto" if value.lower() == "auto" else _bool(value)
+        if kind == "list":
+            return value if value == "all-linear" else [part.strip() for part in value.split(",") if part.strip()]
+        return {"int": int, "float": float, "bool": _bool}.get(kind, str)(value)
+
+    return convert
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description=f"Fine-tune on the dsc package '{MANIFEST['name']}'. Defaults come from training.json.",
+    )
+    keys = sorted({k for recipe in CONFIG["recipes"].values() for k in recipe})
+    method = CONFIG["method"]
+    current = {**CONFIG["recipes"][method], **CONFIG["overrides"]}
+    parser.add_argument("--method", choices=sorted(CONFIG["recipes"]), help=f"fine-tuning method (package: {method})")
+    parser.add_argument("--model", help=f"Hub id or local folder of the model (package: {CONFIG['model']})")
+    for key in keys:
+        names = [f"--{key}"] + ([f"--{key.replace('_', '-')}"] if "_" in key else [])
+        shown = f"{method}: {current[key]}" if key in current else f"not used by {method}"
+        parser.add_argument(*names, dest=key, type=_typed(key), default=argparse.SUPPRESS, metavar="VALUE", help=shown)
+    parser.add_argument(
+        "--deepspeed", help="a DeepSpeed JSON config (launch.sh --backend deepspeed passes ds_zero3.json)"
+    )
+    parser.add_argument("--dry_run", "--dry-run", action="store_true", help="print the resolved configuration and exit")
+    parser.add_argument("--world_size", type=int, help="processes to plan for in a dry run (default: $WORLD_SIZE or 1)")
+    parser.add_argument(
+        "--print", dest="print_key", metavar="KEY", help="print one resolved value (or layer_class) and exit"
+    )
+    return parser
+
+
+def resolve(argv: list[str] | None = None) -> tuple[dict[str, Any], argparse.Namespace]:
+    """The settings this run uses; a setting that does not apply to the chosen method is an error."""
+    args = _parser().parse_args(argv)
+    method = args.method or CONFIG["method"]
+    recipe = CONFIG["recipes"][method]
+    given = {k: v for k, v in vars(args).items() if k in {k for r in CONFIG["recipes"].values() for k in r}}
+    for key in given:
+        if key not in recipe:
+            uses = [m for m, r in CONFIG["recipes"].items() if key in r]
+            sys.exit(f"train.py: --{key} does not apply to method '{method}' (it applies to {', '.join(uses)})")
+    spec = {k: v for k, v in CONFIG["overrides"].items() if k in recipe}
+    for key in sorted(set(CONFIG["overrides"]) - set(spec)):
+        print(f"train.py: the spec's {key} does not apply to method '{method}'; ignored", file=sys.stderr)
+    settings = {"method": method, "model": args.model or CONFIG["model"], **recipe, **spec, **given}
+    if method in PREFIX_METHODS and settings["gradient_checkpointing"]:
+        sys.exit(
+            "train.py: gradient checkpointing drops the KV cache that carries the prefix; use it with other methods"
+        )
+    world = args.world_size or int(os.environ.get("WORLD_SIZE", "1"))
+    per_step = settings["per_device_train_batch_size"] * world
+    settings["world_size"] = world
+    settings["gradient_accumulation_steps"] = max(1, round(settings["global_batch_size"] / per_step))
+    settings["effective_batch_size"] = per_step * settings["gradient_accumulation_steps"]
+    settings["output_dir"] = settings["output_dir"] or str(HERE / "output" / method)
+    return settings, args
+
+
+# ---- data: the package's Parquet splits and a right-padding collator ----
+
+
+def load_splits() -> dict[str, Any]:
+    """train (and validation, if the package has one) with only the columns the model reads."""
+    import datasets
+
+    files: dict[str, list[str]] = {}
+    for rel in MANIFEST["files"]:
+        split = Path(rel).name.split("-", 1)[0]
+        files.setdefault(split, []).append(str(HERE / rel))
+    loaded = datasets.load_dataset("parquet", data_files=files)
+    return {name: ds.select_columns(["input_ids", "labels"]) for name, ds in loaded.items() if len(ds)}
+
+
+class Collator:
+    """Right-pads a batch: input_ids with the pad id, labels with -100, attention_mask 0 on padding."""
+
+    def __init__(self, pad_id: int, multiple_of: int = 1) -> None:
+        self.pad_id = pad_id
+        self.multiple_of = multiple_of
+
+    def __call__(self, rows: list[dict[str, list[int]]]) -> dict[str, Any]:
+        import torch
+
+        longest = max(len(r["input_ids"]) for r in rows)
+        width = math.ceil(longest / self.multiple_of) * self.multiple_of
+        input_ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
+        labels = torch.full((len(rows), width), IGNORE, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, row in enumerate(rows):
+            n = len(row["input_ids"])
+            input_ids[i, :n] = torch.tensor(row["input_ids"], dtype=torch.long)
+            labels[i, :n] = torch.tensor(row["labels"], dtype=torch.long)
+            mask[i, :n] = 1
+        return {"input_ids": input_ids, "labels": labels, "attention_mask": mask}
+
+
+# ---- model: tokenizer check, load (bf16 or 4-bit), PEFT config ----
+
+
+def load_tokenizer(settings: dict[str, Any]) -> Any:
+    """The model's tokenizer, checked against the one that tokenized this package (their ids must agree)."""
+    from transformers import AutoTokenizer
+
+    name = settings["tokenizer"] or settings["model"]
+    tokenizer = AutoTokenizer.from_pretrained(name, trust_remote_code=settings["trust_remote_code"])
+    built = MANIFEST["tokenizer"]
+    eos_id = tokenizer.convert_tokens_to_ids(built["eos_token"])
+    if eos_id != built["eos_id"]:
+        sys.exit(
+            f"train.py: the package was tokenized with '{built['name']}' "
+            f"(EOS {built['eos_token']!r} = id {built['eos_id']}), "
+            f"but {name}'s tokenizer gives that token id {eos_id}: rebuild the package with this model's tokenizer "
+            f"(spec key tokenizer: {name}) or pick a model that shares the package's tokenizer"
+        )
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.convert_ids_to_tokens(
+            built["pad_id"] if built["pad_id"] is not None else eos_id
+        )
+    return tokenizer
+
+
+def _bf16(settings: dict[str, Any]) -> bool:
+    import torch
+
+    if settings["bf16"] == "auto":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    return bool(settings["bf16"])
+
+
+def load_model(settings: dict[str, Any], tokenizer: Any, checkpointing: bool) -> Any:
+    """The model, with the method's PEFT adapter when it has one.
+
+    The frozen base of a PEFT method is loaded in bf16 (where supported); full fine-tuning keeps fp32 master weights
+    and computes in bf16 through mixed precision, as Alpaca's FSDP recipe does (AdamW on bf16 weights loses updates).
+    """
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    method = settings["method"]
+    bf16 = _bf16(settings)
+    kwargs: dict[str, Any] = {"trust_remote_code": settings["trust_remote_code"]}
+    if settings["attn_implementation"]:
+        kwargs["attn_implementation"] = settings["attn_implementation"]
+    kwargs["dtype"] = torch.bfloat16 if bf16 and method != "full" else torch.float32
+    if method == "qlora":
+        from transformers import BitsAndBytesConfig
+
+        kwargs["quantization_config"] = BitsAndBytesConfig(**qlora_quantization(settings, bf16))
+        kwargs["device_map"] = {"": int(os.environ.get("LOCAL_RANK", "0"))}
+    model = AutoModelForCausalLM.from_pretrained(settings["model"], **kwargs)
+    rows, needed = model.get_input_embeddings().num_embeddings, MANIFEST["tokenizer"]["vocab_size"]
+    if rows < needed:
+        sys.exit(f"train.py: {settings['model']} embeds {rows} tokens; the package's tokenizer has {needed}")
+    model.config.use_cache = False
+    if model.config.pad_token_id is None:
+        model.config.pad_token_id = tokenizer.pad_token_id
+    if method == "full":
+        return model
+    from peft import get_peft_model, prepare_model_for_kbit_training
+
+    if method == "qlora":
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=checkpointing)
+    model = get_peft_model(model, peft_config(settings))
+    model.print_trainable_parameters()
+    return model
+
+
+def qlora_quantization(settings: dict[str, Any], bf16: bool) -> dict[str, Any]:
+    """BitsAndBytesConfig arguments: 4-bit weights, computing in bf16 (fp16 on GPUs without bf16)."""
+    import torch
+
+    return {
+        "load_in_4bit": True,
+        "bnb_4bit_quant_type": settings["bnb_4bit_quant_type"],
+        "bnb_4bit_use_double_quant": settings["bnb_4bit_use_double_quant"],
+        "bnb_4bit_compute_dtype": torch.bfloat16 if bf16 else torch.float16,
+    }
+
+
+def peft_config(settings: dict[str, Any]) -> Any:
+    """The method's peft config, field for field (P-Tuning v2 is deep prefix tuning: PrefixTuningConfig)."""
+    from peft import LoraConfig, PrefixTuningConfig, PromptTuningConfig, TaskType
+
+    method = settings["method"]
+    if method in ("lora", "qlora"):
+        return LoraConfig(
+            task_type=TaskType.CAUSAL_LM,
+            r=settings["lora_r"],
+            lora_alpha=settings["lora_alpha"],
+            lora_dropout=settings["lora_dropout"],
+            target_modules=settings["lora_target_modules"],
+        )
+    if method in PREFIX_METHODS:
+        return PrefixTuningConfig(
+            task_type=TaskType.CAUSAL_LM,
+            num_virtual_tokens=settings["num_virtual_tokens"],
+            prefix_projection=settings["prefix_projection"],
+            encoder_hidden_size=settings["encoder_hidden_size"],
+        )
+    return PromptTuningConfig(
+        task_type=TaskType.CAUSAL_LM,
+        num_virtual_tokens=settings["num_virtual_tokens"],
+        prompt_tuning_init=settings["prompt_tuning_init"],
+        prompt_tuning_init_text=settings["prompt_tuning_init_text"],
+        tokenizer_name_or_path=settings["tokenizer"] or settings["model"],
+    )
+
+
+def layer_class(settings: dict[str, Any]) -> str:
+    """The model's decoder layer class(es), which FSDP wraps one by one (built on the meta device: no memory)."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    config = AutoConfig.from_pretrained(settings["model"], trust_remote_code=settings["trust_remote_code"])
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(config, trust_remote_code=settings["trust_remote_code"])
+    return ",".join(sorted(model._no_split_modules or []))
+
+
+# ---- the run ----
+
+
+def training_arguments(settings: dict[str, Any], args: argparse.Namespace, has_validation: bool) -> Any:
+    """TrainingArguments, made before the model is loaded: they start torch.distributed, which DeepSpeed ZeRO-3 and
+    FSDP's cpu_ram_efficient_loading need in place to load the weights sharded or on rank 0 only."""
+    import torch
+    from transformers import TrainingArguments
+
+    fsdp = os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true"
+    eval_strategy = settings["eval_strategy"]
+    if eval_strategy == "auto":
+        eval_strategy = "epoch" if has_validation and settings["max_steps"] < 0 else "no"
+    return TrainingArguments(
+        output_dir=settings["output_dir"],
+        num_train_epochs=settings["num_train_epochs"],
+        max_steps=settings["max_steps"],
+        learning_rate=settings["learning_rate"],
+        lr_scheduler_type=settings["lr_scheduler_type"],
+        warmup_steps=settings["warmup_ratio"],  # transformers 5: a float below 1 is a ratio of the total steps
+        weight_decay=settings["weight_decay"],
+        max_grad_norm=settings["max_grad_norm"],
+        optim=settings["optim"],
+        per_device_train_batch_size=settings["per_device_train_batch_size"],
+        per_device_eval_batch_size=settings["per_device_train_batch_size"],
+        gradient_accumulation_steps=settings["gradient_accumulation_steps"],
+        # Under FSDP, accelerate.yaml's fsdp_activation_checkpointing does it (without a redundant all-gather).
+        activation_checkpointing=settings["gradient_checkpointing"] and not fsdp,
+        bf16=_bf16(settings),
+        use_cpu=not torch.cuda.is_available(),
+        logging_steps=settings["logging_steps"],
+        logging_first_step=True,
+        save_strategy="steps",
+        save_steps=settings["save_steps"],
+        save_total_limit=settings["save_total_limit"],
+        eval_strategy=eval_strategy,
+        eval_steps=settings["eval_steps"],
+        seed=settings["seed"],
+        report_to=settings["report_to"],
+        remove_unused_columns=False,
+        include_num_input_tokens_seen="non_padding",
+        deepspeed=args.deepspeed,
+    )
+
+
+def dry_run(settings: dict[str, Any]) -> None:
+    """Print what a run would use: the settings, the batch arithmetic and the method's adapter config."""
+    plan = dict(settings)
+    if settings["method"] in PEFT_METHODS:
+        plan["peft_config"] = {k: v for k, v in peft_config(settings).to_dict().items() if v is not None}
+    if settings["method"] == "qlora":
+        plan["quantization"] = {k: str(v) for k, v in qlora_quantization(settings, _bf16(settings)).items()}
+    plan["package"] = {
+        "name": MANIFEST["name"],
+        "records": MANIFEST["counts"]["kept"],
+        "tokenizer": MANIFEST["tokenizer"]["name"],
+    }
+    print(json.dumps(plan, indent=2, default=str))
+
+
+def main(argv: list[str] | None = None) -> None:
+    settings, args = resolve(argv)
+    if args.print_key:
+        print(layer_class(settings) if args.print_key == "layer_class" else settings[args.print_key])
+        return
+    if args.dry_run:
+        dry_run(settings)
+        return
+
+    import torch
+    from transformers import Trainer
+
+    if settings["effective_batch_size"] != settings["global_batch_size"]:
+        print(
+            f"train.py: global batch {settings['effective_batch_size']} "
+            f"({settings['per_device_train_batch_size']} per device x {settings['world_size']} processes x "
+            f"{settings['gradient_accumulation_steps']} accumulation steps), not {settings['global_batch_size']}",
+            file=sys.stderr,
+        )
+    splits = load_splits()
+    training_args = training_arguments(settings, args, "validation" in splits)
+    tokenizer = load_tokenizer(settings)
+    model = load_model(settings, tokenizer, training_args.activation_checkpointing)
+    trainer = Trainer(
+        model=model,
+        args=training_args,
+        train_dataset=splits["train"],
+        eval_dataset=splits.get("validation") if training_args.eval_strategy != "no" else None,
+        data_collator=Collator(tokenizer.pad_token_id, 8 if torch.cuda.is_available() else 1),
+        processing_class=tokenizer,
+    )
+    started = time.perf_counter()
+    result = trainer.train()
+    seconds = time.perf_counter() - started
+    trainer.save_model(settings["output_dir"])
+    if trainer.is_world_process_zero():
+        losses = [(h["step"], h["loss"]) for h in trainer.state.log_history if "loss" in h]
+        summary = {
+            "method": settings["method"],
+            "model": settings["model"],
+            "steps": result.global_step,
+            "train_loss": result.training_loss,
+            "losses": losses,
+            "tokens": trainer.state.num_input_tokens_seen,
+            "tokens_per_second": round(trainer.state.num_input_tokens_seen / seconds, 1),
+            "seconds": round(seconds, 2),
+            "peak_gpu_memory_gib": round(torch.cuda.max_memory_allocated() / 2**30, 3)
+            if torch.cuda.is_available()
+            else None,
+        }
+        Path(settings["output_dir"], "train_summary.json").write_text(
+            json.dumps(summary, indent=2) + "\n", encoding="utf-8"
+        )
+        print(json.dumps({k: v for k, v in summary.items() if k != "losses"}))
+        print(
+            f"saved {'model' if settings['method'] == 'full' else 'adapter'} and tokenizer to {settings['output_dir']}"
+        )
+
+
+if __name__ == "__main__":
+    main()
