@@ -202,8 +202,9 @@ def _schema_message(error: jsonschema.ValidationError) -> str:
     return error.message
 
 
-def _check_schema(data: Any, ctx: _Context) -> None:
-    validator = jsonschema.Draft202012Validator(spec_schema())
+def _check_schema(data: Any, ctx: _Context, schema: dict[str, Any] | None = None) -> None:
+    """Check `data` against a JSON Schema (the format spec's unless given); every error is located."""
+    validator = jsonschema.Draft202012Validator(schema or spec_schema())
     errors = sorted(validator.iter_errors(data), key=lambda e: (line_of(ctx.lines, tuple(e.absolute_path)) or 0))
     if errors:
         problems = []
