@@ -1,4 +1,4 @@
-"""The command line: `dsc build | validate | preview | formats | publish | export`.
+"""The command line: `dsc build | validate | preview | formats | publish | export | generate`.
 
 The only place that prints. Exit codes: 0 success, 1 records failed, 2 usage or spec error. A user's mistake is one
 or more located lines on stderr, never a traceback.
@@ -57,6 +57,16 @@ def _parser() -> argparse.ArgumentParser:
     exp.add_argument("package", help="a package folder (build/<name>)")
     exp.add_argument("--to", required=True, choices=["llamafactory", "axolotl"], help="the trainer")
     exp.add_argument("--output", "-o", metavar="DIR", help="where to write (default <package>/export/<trainer>)")
+
+    gen = sub.add_parser("generate", help="write new instruction data with an LLM (self-instruct), from a generate spec",
+                         description="write new instruction data with an LLM (Stanford Alpaca's self-instruct) against an "
+                         "OpenAI-compatible endpoint; appends as it goes and resumes where a killed run stopped")
+    gen.add_argument("spec", help="a generate spec (formats/generate/alpaca.yaml) or a built-in one's name (alpaca)")
+    gen.add_argument("--num", "-n", type=_positive, metavar="N", help="records the output should hold (num_instructions)")
+    gen.add_argument("--output", "-o", metavar="FILE", help="the JSON lines file to write (default: the spec's output)")
+    gen.add_argument("--model", metavar="NAME", help="the model to ask (default: the spec's model)")
+    gen.add_argument("--base-url", metavar="URL", help="the endpoint, e.g. http://127.0.0.1:8000/v1 (default: the spec's)")
+    gen.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     return parser
 
 
@@ -178,6 +188,26 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_generate(args: argparse.Namespace) -> int:
+    from compiler.generate.run import generate
+    from compiler.generate.spec import load_generate_spec
+
+    given = {"num_instructions": args.num, "output": args.output, "model": args.model, "base_url": args.base_url}
+    spec = load_generate_spec(args.spec, {k: v for k, v in given.items() if v is not None})
+    try:
+        done = generate(spec, progress=not args.quiet)
+    except KeyboardInterrupt:
+        print(f"dsc generate: interrupted; {spec.output} keeps every finished record: run the same command to resume", file=sys.stderr)
+        return 130
+    earlier = f" ({done.resumed} from an earlier run)" if done.resumed else ""
+    print(f"dsc generate {spec.name}: {done.kept} of {done.target} records in {done.output}{earlier}")
+    print(f"  requests: {done.sent} sent, {done.failed} failed, {done.reused} reused from the journal; {done.calls} HTTP calls")
+    print(f"  dropped: {sum(done.dropped.values())}")
+    for reason, n in sorted(done.dropped.items()):
+        print(f"    {reason}: {n}")
+    return 0
+
+
 def _show_token(text: str) -> str:
     return text.replace("\n", "↵").replace("\t", "→")
 
@@ -283,6 +313,7 @@ COMMANDS = {
     "formats": _cmd_formats,
     "publish": _cmd_publish,
     "export": _cmd_export,
+    "generate": _cmd_generate,
 }
 
 

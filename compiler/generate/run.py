@@ -1,0 +1,232 @@
+"""The generate loop: send prompts, journal what comes back, and turn responses into records in request order.
+
+Request k's examples are drawn from the seeds by a generator seeded with (spec seed, k), so a request re-sent after a
+crash asks the same thing. Requests go out a batch (`requests_per_batch`) at a time, as many batches at once as
+`concurrency` allows (by default one: Alpaca's send-a-batch, wait, process). Responses are journaled as they arrive
+and processed strictly in request order: parse, filters, novelty against the seeds and every record kept before, and
+the output gets exactly `num_instructions` records. See journal.py for how a killed run resumes.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import random
+import threading
+from collections import deque
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from compiler.errors import DscError, Location, Problem, SpecError
+from compiler.generate import journal
+from compiler.generate.client import Client, Completion, RequestFailed
+from compiler.generate.encoding import Task, encode_prompt, parse_completion
+from compiler.generate.novelty import ROUGE_L, MinHashNovelty, Novelty, RougeNovelty
+from compiler.generate.spec import GenerateSpec
+from compiler.sandbox import template
+
+TOO_SIMILAR = "too similar"
+MALFORMED = "malformed"
+TRUNCATED = "truncated"
+FAILED_IN_A_ROW = 2
+"""Batches' worth of consecutive failed requests after which the run stops (exit 1; rerun to resume)."""
+
+
+class GenerateStopped(DscError):
+    """The endpoint kept failing: the run stops with what it has, resumable."""
+
+
+@dataclass
+class Summary:
+    """What a run did: records in the output, drops by reason, requests sent, failed and reused from the journal."""
+
+    output: Path
+    kept: int
+    target: int
+    resumed: int
+    dropped: dict[str, int] = field(default_factory=dict)
+    sent: int = 0
+    failed: int = 0
+    reused: int = 0
+    calls: int = 0
+
+
+def examples_for(spec: GenerateSpec, request: int) -> list[Task]:
+    """The seed tasks request `request` shows the model (the same on every run)."""
+    return random.Random(f"{spec.seed}:{request}").sample(spec.seed_tasks, spec.examples_per_request)
+
+
+def prompt_for(spec: GenerateSpec, request: int) -> str:
+    """Request `request`'s prompt: the template rendered with its examples, then Alpaca's numbered list."""
+    examples = examples_for(spec, request)
+    preamble = template(spec.prompt.text).render(examples=[asdict(t) for t in examples], num_examples=len(examples))
+    return encode_prompt(preamble, examples)
+
+
+def novelty_index(spec: GenerateSpec) -> Novelty:
+    """An empty index of the spec's kind."""
+    n = spec.novelty
+    return RougeNovelty(n.threshold, n.top) if n.similarity == ROUGE_L else MinHashNovelty(n.near, n.top)
+
+
+class _Pool:
+    """Daemon threads that send prompts; results come back on a queue as (request, Completion | exception)."""
+
+    def __init__(self, client: Client, workers: int) -> None:
+        self.client = client
+        self.jobs: queue.Queue[tuple[int, str] | None] = queue.Queue()
+        self.results: queue.Queue[tuple[int, Completion | Exception]] = queue.Queue()
+        self.workers = workers
+        for _ in range(workers):
+            threading.Thread(target=self._work, daemon=True).start()
+
+    def _work(self) -> None:
+        while (job := self.jobs.get()) is not None:
+            request, prompt = job
+            try:
+                result: Completion | Exception = self.client.complete(prompt)
+            except Exception as exc:  # noqa: BLE001 - handed to the main thread, which decides
+                result = exc
+            self.results.put((request, result))
+
+    def close(self) -> None:
+        for _ in range(self.workers):
+            self.jobs.put(None)
+
+
+def _api_key(spec: GenerateSpec) -> str | None:
+    key = os.environ.get(spec.api_key_env)
+    if spec.api_key_required and not key:
+        message = f"generate.api_key_env: the environment variable {spec.api_key_env} is not set"
+        raise SpecError(Problem(message, Location(str(spec.path))))
+    return key or None
+
+
+class _Run:
+    def __init__(self, spec: GenerateSpec, state: journal.State, writer: journal.Writer, bar: tqdm) -> None:
+        self.spec = spec
+        self.writer = writer
+        self.bar = bar
+        self.kept = len(state.kept)
+        self.dropped = dict(state.dropped)
+        self.failed_in_a_row = 0
+        self.novelty = novelty_index(spec)
+        self.novelty.add([t.instruction for t in spec.seed_tasks] + [r["instruction"] for r in state.kept])
+
+    def _drop(self, counts: dict[str, int], reason: str, n: int = 1) -> None:
+        if n:
+            counts[reason] = counts.get(reason, 0) + n
+            self.dropped[reason] = self.dropped.get(reason, 0) + n
+
+    def process(self, request: int, start: int, entry: dict[str, Any]) -> tuple[int, int]:
+        """Turn one journaled response into records from candidate `start` on; return where processing goes on."""
+        spec = self.spec
+        counts: dict[str, int] = {}
+        if "error" in entry:
+            self.failed_in_a_row += 1
+            self.writer.done(request, (request + 1, 0), 0, counts, failed=True)
+            if self.failed_in_a_row >= FAILED_IN_A_ROW * spec.requests_per_batch:
+                raise GenerateStopped(
+                    f"{self.failed_in_a_row} requests in a row failed (the last: {entry['error']}); "
+                    f"{self.kept} of {spec.num_instructions} records are in {spec.output}; run again to resume"
+                )
+            return request + 1, 0
+        self.failed_in_a_row = 0
+        parsed = parse_completion(entry["text"], entry["finish_reason"], spec.examples_per_request, echoed_header=spec.api == "chat")
+        if start == 0:
+            self._drop(counts, MALFORMED, parsed.malformed)
+            self._drop(counts, TRUNCATED, parsed.truncated)
+        tasks = parsed.tasks[start:]
+        reasons = [spec.filters.reject(t.instruction) for t in tasks]
+        survivors = [t.instruction for t, r in zip(tasks, reasons, strict=True) if r is None]
+        verdicts = iter(self.novelty.select(survivors, room=spec.num_instructions - self.kept))
+        kept_here = 0
+        next_at = (request + 1, 0)
+        for offset, (task, reason) in enumerate(zip(tasks, reasons, strict=True)):
+            if self.kept >= spec.num_instructions:
+                next_at = (request, start + offset)
+                break
+            if reason is not None:
+                self._drop(counts, reason)
+                continue
+            verdict = next(verdicts)
+            assert verdict is not None  # select judges until the room is used up, and the loop stops there
+            if not verdict.novel:
+                self._drop(counts, TOO_SIMILAR)
+                continue
+            similar = [{"instruction": text, "score": score} for text, score in verdict.similar]
+            record: dict[str, Any] = {**asdict(task), "most_similar_instructions": similar}
+            if verdict.average is not None:
+                record["avg_similarity_score"] = verdict.average
+            record.update(request=request, candidate=start + offset)
+            self.writer.record(record)
+            self.kept += 1
+            kept_here += 1
+        self.writer.done(request, next_at, kept_here, counts, failed=False)
+        self.bar.update(kept_here)
+        self.bar.set_postfix_str(self.postfix(), refresh=False)
+        return next_at
+
+    def postfix(self) -> str:
+        dropped = sum(self.dropped.values())
+        reasons = ", ".join(f"{r} {n}" for r, n in sorted(self.dropped.items(), key=lambda x: -x[1]))
+        return f"dropped {dropped}" + (f" ({reasons})" if reasons else "")
+
+
+def generate(spec: GenerateSpec, progress: bool = True) -> Summary:
+    """Run (or resume) the spec's generation until its output holds `num_instructions` records."""
+    settings = spec.settings()
+    state = journal.load(spec.output, settings)
+    fresh = not journal.journal_path(spec.output).exists()
+    client = Client(spec, _api_key(spec))
+    writer = journal.Writer(spec.output, settings, fresh)
+    target = spec.num_instructions
+    bar = tqdm(total=target, initial=min(len(state.kept), target), unit="instr", desc=f"generate {spec.name}", disable=not progress)
+    run = _Run(spec, state, writer, bar)
+    summary = Summary(output=spec.output, kept=run.kept, target=target, resumed=len(state.kept), reused=len(state.responses))
+    pending = dict(state.responses)
+    to_send = deque(k for k in range(state.next_request, state.issued) if k not in pending)
+    fresh_id = state.issued
+    in_flight: set[int] = set()
+    batch = spec.requests_per_batch
+    room = max(spec.concurrency, batch)
+    pool = _Pool(client, room)
+    at = (state.next_request, state.next_candidate)
+    try:
+        while run.kept < target:
+            if at[0] in pending:
+                at = run.process(at[0], at[1], pending.pop(at[0]))
+                continue
+            while len(in_flight) + batch <= room:
+                for _ in range(batch):
+                    if to_send:
+                        k = to_send.popleft()
+                    else:
+                        k, fresh_id = fresh_id, fresh_id + 1
+                    in_flight.add(k)
+                    pool.jobs.put((k, prompt_for(spec, k)))
+                    summary.sent += 1
+            k, result = pool.results.get()
+            in_flight.discard(k)
+            if isinstance(result, Completion):
+                entry: dict[str, Any] = {"request": k, "text": result.text, "finish_reason": result.finish_reason}
+                entry.update(max_tokens=result.max_tokens, calls=result.calls)
+                summary.calls += result.calls
+            elif isinstance(result, RequestFailed):
+                entry = {"request": k, "error": str(result)}
+                summary.failed += 1
+                bar.write(f"request {k} failed: {result}")
+            else:
+                raise result
+            writer.response(entry)
+            pending[k] = entry
+    finally:
+        pool.close()
+        writer.close()
+        bar.close()
+    summary.kept = run.kept
+    summary.dropped = run.dropped
+    return summary
