@@ -89,7 +89,8 @@ def test_request_prompts_are_the_built_in_spec_encoding_and_fixed_per_request():
 
 COMPLETION = (
     " Name three primary colors used in painting.\n4. Input:\n<noinput>\n4. Output:\nRed, yellow and blue.\n###\n"
-    "5. Instruction: Translate the sentence into French.\n5. Input:\nThe cat sleeps on the sofa.\n5. Output:\nLe chat dort sur le canapé.\n###\n"
+    "5. Instruction: Translate the sentence into French.\n5. Input:\nThe cat sleeps on the sofa.\n"
+    "5. Output:\nLe chat dort sur le canapé.\n###\n"
     "6. Instruction: Rewrite this sentence so it sounds polite\n6. Output:\nmissing its input header\n###\n"  # malformed: 5 pieces
     "8. Instruction: Give the wrong number to this block please.\n8. Input:\n<noinput>\n8. Output:\nnumbering skipped\n###\n"
     "8. Instruction: Draw a diagram of the water cycle for kids.\n8. Input:\n<noinput>\n8. Output:\nclouds\n###\n"
