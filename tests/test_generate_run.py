@@ -78,7 +78,9 @@ def test_scripted_run_keeps_exactly_n_and_counts_every_drop(tmp_path: Path):
     assert summary.kept == 3 and summary.sent == 3
     # request 2's answer came back and is journaled, unprocessed; request 1 stopped after its third task
     lines = records(journal_path(spec.output))
-    assert [line["done"] for line in lines if "done" in line] == [0, 1] and lines[-1]["next"] == [1, 3]
+    done = [line for line in lines if "done" in line]
+    assert [d["done"] for d in done] == [0, 1] and done[-1]["next"] == [1, 3]
+    assert sorted(line["request"] for line in lines if "request" in line) == [0, 1, 2]
     assert out[0]["most_similar_instructions"] == [] and out[0]["instruction"] not in {s for s in spec.seed_tasks}
     # a later run that asks for more goes on from request 1's fourth task, then request 2, without asking again
     renewable = listing(4, [("Give an example of a renewable energy source.", "", "Wind.")])
@@ -89,7 +91,7 @@ def test_scripted_run_keeps_exactly_n_and_counts_every_drop(tmp_path: Path):
     added = [r["instruction"] for r in out[3:]]
     assert added == ["Explain why the sky looks blue during the day.", "Give an example of a renewable energy source."]
     assert summary.reused == 2 and summary.resumed == 3 and summary.dropped["malformed"] == 1  # request 2: "no list at all"
-    assert len(again.calls) == 3 and again.calls[0].prompt == prompt_for(spec, 3)
+    assert {c.prompt for c in again.calls} == {prompt_for(spec, k) for k in (3, 4, 5)}  # one new batch, nothing asked again
 
 
 def test_rouge_l_run_keeps_what_alpacas_loop_keeps(tmp_path: Path):

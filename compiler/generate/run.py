@@ -4,7 +4,8 @@ Request k's examples are drawn from the seeds by a generator seeded with (spec s
 crash asks the same thing. Requests go out a batch (`requests_per_batch`) at a time, as many batches at once as
 `concurrency` allows (by default one: Alpaca's send-a-batch, wait, process). Responses are journaled as they arrive
 and processed strictly in request order: parse, filters, novelty against the seeds and every record kept before, and
-the output gets exactly `num_instructions` records. See journal.py for how a killed run resumes.
+the output gets exactly `num_instructions` records. Requests still out when that count is reached are waited for and
+journaled (they are paid for), and a later run with a larger count starts from them. See journal.py for resuming.
 """
 
 from __future__ import annotations
@@ -176,6 +177,23 @@ class _Run:
         return f"dropped {dropped}" + (f" ({reasons})" if reasons else "")
 
 
+def _receive(pool: _Pool, writer: journal.Writer, summary: Summary, bar: tqdm) -> tuple[int, dict[str, Any]]:
+    """Wait for the next answer and journal it; a failed request is reported, an endpoint error ends the run."""
+    k, result = pool.results.get()
+    if isinstance(result, Completion):
+        entry: dict[str, Any] = {"request": k, "text": result.text, "finish_reason": result.finish_reason}
+        entry.update(max_tokens=result.max_tokens, calls=result.calls)
+        summary.calls += result.calls
+    elif isinstance(result, RequestFailed):
+        entry = {"request": k, "error": str(result)}
+        summary.failed += 1
+        bar.write(f"request {k} failed: {result}")
+    else:
+        raise result
+    writer.response(entry)
+    return k, entry
+
+
 def generate(spec: GenerateSpec, progress: bool = True) -> Summary:
     """Run (or resume) the spec's generation until its output holds `num_instructions` records."""
     settings = spec.settings()
@@ -209,20 +227,11 @@ def generate(spec: GenerateSpec, progress: bool = True) -> Summary:
                     in_flight.add(k)
                     pool.jobs.put((k, prompt_for(spec, k)))
                     summary.sent += 1
-            k, result = pool.results.get()
+            k, entry = _receive(pool, writer, summary, bar)
             in_flight.discard(k)
-            if isinstance(result, Completion):
-                entry: dict[str, Any] = {"request": k, "text": result.text, "finish_reason": result.finish_reason}
-                entry.update(max_tokens=result.max_tokens, calls=result.calls)
-                summary.calls += result.calls
-            elif isinstance(result, RequestFailed):
-                entry = {"request": k, "error": str(result)}
-                summary.failed += 1
-                bar.write(f"request {k} failed: {result}")
-            else:
-                raise result
-            writer.response(entry)
             pending[k] = entry
+        while in_flight:  # answers already paid for are journaled for a later run that asks for more
+            in_flight.discard(_receive(pool, writer, summary, bar)[0])
     finally:
         pool.close()
         writer.close()
