@@ -123,7 +123,7 @@ class Composer:
 class OpenAIServer:
     """The server; use as a context manager. `url` is the base_url a spec points at."""
 
-    def __init__(self, respond: Callable[[Call], Reply]) -> None:
+    def __init__(self, respond: Callable[[Call], Reply], port: int = 0) -> None:
         self.respond = respond
         self.calls: list[Call] = []
         self._lock = threading.Lock()
@@ -156,7 +156,7 @@ class OpenAIServer:
                 self.end_headers()
                 self.wfile.write(data)
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.httpd.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
         self._thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
@@ -168,3 +168,21 @@ class OpenAIServer:
     def __exit__(self, *exc: object) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
+
+
+def main() -> None:
+    """Serve the Composer on a port, for trying `dsc generate` without a model (README: Generate instruction data)."""
+    import argparse
+    from pathlib import Path
+
+    parser = argparse.ArgumentParser(description="a loopback OpenAI-compatible server that writes Alpaca-style task lists")
+    parser.add_argument("--port", type=int, default=8765)
+    args = parser.parse_args()
+    pool = json.loads((Path(__file__).resolve().parent.parent / "formats" / "data" / "alpaca_en_demo.json").read_text(encoding="utf-8"))
+    server = OpenAIServer(Composer(pool), port=args.port)
+    print(f"serving on {server.url}", flush=True)
+    server.httpd.serve_forever()
+
+
+if __name__ == "__main__":
+    main()
