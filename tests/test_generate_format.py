@@ -95,7 +95,7 @@ COMPLETION = (
     "8. Instruction: Give the wrong number to this block please.\n8. Input:\n<noinput>\n8. Output:\nnumbering skipped\n###\n"
     "8. Instruction: Draw a diagram of the water cycle for kids.\n8. Input:\n<noinput>\n8. Output:\nclouds\n###\n"
     "9. Instruction: Write a program that prints the first ten primes.\n9. Input:\n<noinput>\n9. Output:\n2 3 5\n###\n"
-    "10. Instruction: \"Quoted\" openings are dropped by the punctuation rule.\n10. Input:\n<noinput>\n10. Output:\nok\n###\n"
+    '10. Instruction: "Quoted" openings are dropped by the punctuation rule.\n10. Input:\n<noinput>\n10. Output:\nok\n###\n'
     "11. Instruction: Écrivez une phrase sur la mer et le vent.\n11. Input:\n<noinput>\n11. Output:\nLa mer.\n###\n"
     "12. Instruction: Too short here\n12. Input:\n<noinput>\n12. Output:\nno\n###\n"
     "13. Instruction: Explain why the sky looks blue during the day.\n13. Input:\n<NoInput>\n13. Output:\nRayleigh scattering.\n###\n"

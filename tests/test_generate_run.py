@@ -219,3 +219,14 @@ def test_sigkill_mid_run_then_resume_repeats_no_work(tmp_path: Path):
         assert run_dsc("generate", str(fresh_path), "-q").returncode == 0
     assert f"{target} of {target} records" in resumed.stdout and "from an earlier run" in resumed.stdout
     assert records(spec.output) == records(tmp_path / "fresh.jsonl")
+
+
+def test_an_edited_output_is_refused_with_its_line(tmp_path: Path):
+    with OpenAIServer(Composer(POOL)) as server:
+        spec = load_generate_spec(write_spec(tmp_path, server.url, num_instructions=3))
+        generate(spec, progress=False)
+        with spec.output.open("a", encoding="utf-8") as fh:
+            fh.write('{"instruction": "added by hand", "input": "", "output": "x"}\n')
+        result = run_dsc("generate", str(spec.path), "-q")
+    assert result.returncode == 2
+    assert f"{spec.output}:4: not a record dsc generate wrote" in result.stderr

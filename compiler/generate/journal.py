@@ -41,11 +41,10 @@ class State:
     """One past the highest request id ever journaled: new requests start here."""
     kept: list[dict[str, Any]] = field(default_factory=list)
     dropped: dict[str, int] = field(default_factory=dict)
-    failed: int = 0
 
 
 def _read_lines(path: Path) -> list[dict[str, Any]]:
-    """The complete JSON lines of a file; a torn last line (no newline, or not JSON) is cut off the file."""
+    """The complete JSON lines of a file; a torn last line (no newline) is cut off the file."""
     if not path.exists():
         return []
     data = path.read_bytes()
@@ -89,11 +88,14 @@ def load(output: Path, settings: dict[str, Any]) -> State:
             state.next_request, state.next_candidate = line["next"]
             for reason, n in line["dropped"].items():
                 state.dropped[reason] = state.dropped.get(reason, 0) + n
-            state.failed += bool(line.get("failed"))
         else:
             state.responses[line["request"]] = line
             state.issued = max(state.issued, line["request"] + 1)
     records = _read_lines(output)
+    for number, record in enumerate(records, start=1):
+        if not isinstance(record, dict) or not all(isinstance(record.get(k), int) for k in ("request", "candidate")):
+            message = "not a record dsc generate wrote (no request/candidate); use a new output path"
+            raise SpecError(Problem(message, Location(str(output), number)))
     finished = [r for r in records if (r["request"], r["candidate"]) < (state.next_request, state.next_candidate)]
     if len(finished) < len(records):
         _rewrite(output, finished)
