@@ -40,8 +40,8 @@ print(n)
 """
 
 
-def run(cmd: list[str]) -> tuple[float, float, str]:
-    """Wall seconds, peak RSS (MiB, of this child alone: os.wait4) and stdout of a child process."""
+def run(cmd: list[str]) -> tuple[float, float, float, str]:
+    """Wall seconds, CPU seconds, peak RSS (MiB) and stdout of a child process (its own rusage, from os.wait4)."""
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         start = time.perf_counter()
         proc = subprocess.Popen(cmd, stdout=out, stderr=err, env={**os.environ, "PYTHONPATH": str(REPO)})
@@ -51,7 +51,7 @@ def run(cmd: list[str]) -> tuple[float, float, str]:
         err.seek(0)
         if os.waitstatus_to_exitcode(status):
             sys.exit(f"{cmd[:4]} failed:\n{err.read()[-2000:]}")
-        return wall, usage.ru_maxrss / 1024, out.read()
+        return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, out.read()
 
 
 def make_set(folder: Path, records: int) -> Path:
@@ -95,21 +95,24 @@ def main() -> None:
         (folder / "texts.json").write_text(json.dumps(texts), encoding="utf-8")
 
         floor_cmd = [sys.executable, "-c", FLOOR, str(qwen3_path() / "tokenizer.json"), str(folder / "texts.json")]
-        floor_wall, floor_rss, floor_out = run(floor_cmd)
-        rows = [("floor", floor_wall, floor_rss, int(floor_out.strip()))]
+        floor_wall, floor_cpu, floor_rss, floor_out = run(floor_cmd)
+        rows = [("floor", floor_wall, floor_cpu, floor_rss, int(floor_out.strip()))]
         for label, spec_file in (("dsc", spec.with_name("alpaca52k-nodedup.yaml")), ("dsc+dedup", spec)):
             cmd = [sys.executable, "-m", "dsc", "build", str(spec_file), "-q", "-o", str(folder / label)]
             if args.num_proc > 1:
                 cmd += ["--num-proc", str(args.num_proc)]
-            wall, rss, _ = run(cmd)
+            wall, cpu, rss, _ = run(cmd)
             manifest = json.loads((folder / label / "manifest.json").read_text())
-            rows.append((label, wall, rss, manifest["tokens"]["total"]["tokens"]))
+            rows.append((label, wall, cpu, rss, manifest["tokens"]["total"]["tokens"]))
 
     n = args.records
     print(f"records: {n}, cores: {os.cpu_count()}, num_proc: {args.num_proc}")
-    print(f"{'':10} {'wall s':>8} {'records/s':>10} {'tokens/s':>10} {'peak RSS MiB':>13} {'x floor':>8}")
-    for label, wall, rss, tokens in rows:
-        print(f"{label:10} {wall:8.2f} {n / wall:10.0f} {tokens / wall:10.0f} {rss:13.0f} {wall / floor_wall:8.2f}")
+    print(f"{'':10} {'wall s':>8} {'x floor':>8} {'CPU s':>8} {'x floor':>8} {'records/s':>10} {'tokens/s':>10} {'peak RSS MiB':>13}")
+    for label, wall, cpu, rss, tokens in rows:
+        print(
+            f"{label:10} {wall:8.2f} {wall / floor_wall:8.2f} {cpu:8.2f} {cpu / floor_cpu:8.2f} "
+            f"{n / wall:10.0f} {tokens / wall:10.0f} {rss:13.0f}"
+        )
     print("dsc: the core build (alpaca.yaml with dedup: false); dsc+dedup: alpaca.yaml as shipped (exact + MinHash dedup)")
 
 

@@ -182,3 +182,13 @@ def test_quick_check_agrees_with_json_schema() -> None:
     assert checked == len(values) ** 4 * 3
     # and it does accept the ordinary valid record
     assert check({"s": "t", "i": 1, "n": 0.5, "b": False, "o": {}, "a": [], "x": None})
+
+
+def test_lone_variable_fast_path_renders_like_jinja() -> None:
+    from compiler.sandbox import lone_variable, template
+
+    assert lone_variable("{{ output }}") == "output"
+    for text in ("{{ output }}\n", "x{{ output }}", "{{ output | upper }}", "{{ a }}{{ b }}", "{{ a.b }}"):
+        assert lone_variable(text) is None, text
+    for value in ("plain", "", "  spaced\n", "{{ not a template }}", "é中文"):
+        assert template("{{ output }}").render({"output": value}) == value
