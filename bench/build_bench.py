@@ -3,8 +3,9 @@
 The set is alpaca_en_demo repeated with a unique suffix on each instruction (52 times 999, cut to 52,000). Both sides
 run as fresh processes, so imports and tokenizer loading count:
 
-- dsc:   `python -m dsc build <spec> -q`
 - floor: a process that only loads the tokenizer and batch-encodes the already rendered prompt and response texts.
+- dsc: `python -m dsc build <spec> -q` with the core passes (alpaca.yaml, `dedup: false`).
+- dsc+dedup: the same with alpaca.yaml's dedup section as shipped.
 
 Prints wall seconds, records/s, tokens/s and peak RSS of each, and the ratio.
 
@@ -16,12 +17,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+import yaml
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -38,17 +40,18 @@ print(n)
 """
 
 
-def run(cmd: list[str]) -> tuple[float, float, str]:
-    """Wall seconds, peak RSS (MiB) and stdout of a child process."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    start = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
-    wall = time.perf_counter() - start
-    if proc.returncode:
-        sys.exit(f"{cmd[:4]} failed:\n{proc.stderr[-2000:]}")
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    # ru_maxrss of children is the max over all waited children; runs go from lightest to heaviest below.
-    return wall, max(peak, before) / 1024, proc.stdout
+def run(cmd: list[str]) -> tuple[float, float, float, str]:
+    """Wall seconds, CPU seconds, peak RSS (MiB) and stdout of a child process (its own rusage, from os.wait4)."""
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        start = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=out, stderr=err, env={**os.environ, "PYTHONPATH": str(REPO)})
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - start
+        out.seek(0)
+        err.seek(0)
+        if os.waitstatus_to_exitcode(status):
+            sys.exit(f"{cmd[:4]} failed:\n{err.read()[-2000:]}")
+        return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, out.read()
 
 
 def make_set(folder: Path, records: int) -> Path:
@@ -61,9 +64,12 @@ def make_set(folder: Path, records: int) -> Path:
         i += 1
     path = folder / "alpaca_52k.json"
     path.write_text(json.dumps(out), encoding="utf-8")
-    spec = (REPO / "formats/alpaca.yaml").read_text(encoding="utf-8").replace("data/alpaca_en_demo.json", str(path))
-    spec = spec.replace("prompt: {file: alpaca_prompt.j2}", f"prompt: {{file: {REPO / 'templates/alpaca_prompt.j2'}}}")
-    (folder / "alpaca52k.yaml").write_text(spec, encoding="utf-8")
+    spec = yaml.safe_load((REPO / "formats/alpaca.yaml").read_text(encoding="utf-8"))
+    spec["sources"] = [{"path": str(path)}]
+    spec["templates"]["prompt"] = {"file": str(REPO / "templates/alpaca_prompt.j2")}
+    (folder / "alpaca52k.yaml").write_text(yaml.safe_dump(spec, allow_unicode=True), encoding="utf-8")
+    spec["dedup"] = False
+    (folder / "alpaca52k-nodedup.yaml").write_text(yaml.safe_dump(spec, allow_unicode=True), encoding="utf-8")
     return folder / "alpaca52k.yaml"
 
 
@@ -89,21 +95,25 @@ def main() -> None:
         (folder / "texts.json").write_text(json.dumps(texts), encoding="utf-8")
 
         floor_cmd = [sys.executable, "-c", FLOOR, str(qwen3_path() / "tokenizer.json"), str(folder / "texts.json")]
-        floor_wall, floor_rss, floor_out = run(floor_cmd)
-        cmd = [sys.executable, "-m", "dsc", "build", str(spec), "-q", "-o", str(folder / "pkg")]
-        if args.num_proc > 1:
-            cmd += ["--num-proc", str(args.num_proc)]
-        dsc_wall, dsc_rss, _ = run(cmd)
-        manifest = json.loads((folder / "pkg/manifest.json").read_text())
-        tokens = manifest["tokens"]["total"]["tokens"]
-        floor_tokens = int(floor_out.strip())
+        floor_wall, floor_cpu, floor_rss, floor_out = run(floor_cmd)
+        rows = [("floor", floor_wall, floor_cpu, floor_rss, int(floor_out.strip()))]
+        for label, spec_file in (("dsc", spec.with_name("alpaca52k-nodedup.yaml")), ("dsc+dedup", spec)):
+            cmd = [sys.executable, "-m", "dsc", "build", str(spec_file), "-q", "-o", str(folder / label)]
+            if args.num_proc > 1:
+                cmd += ["--num-proc", str(args.num_proc)]
+            wall, cpu, rss, _ = run(cmd)
+            manifest = json.loads((folder / label / "manifest.json").read_text())
+            rows.append((label, wall, cpu, rss, manifest["tokens"]["total"]["tokens"]))
 
     n = args.records
     print(f"records: {n}, cores: {os.cpu_count()}, num_proc: {args.num_proc}")
-    print(f"{'':8} {'wall s':>8} {'records/s':>10} {'tokens/s':>10} {'peak RSS MiB':>13}")
-    print(f"{'floor':8} {floor_wall:8.2f} {n / floor_wall:10.0f} {floor_tokens / floor_wall:10.0f} {floor_rss:13.0f}")
-    print(f"{'dsc':8} {dsc_wall:8.2f} {n / dsc_wall:10.0f} {tokens / dsc_wall:10.0f} {dsc_rss:13.0f}")
-    print(f"dsc / floor wall: {dsc_wall / floor_wall:.2f}x")
+    print(f"{'':10} {'wall s':>8} {'x floor':>8} {'CPU s':>8} {'x floor':>8} {'records/s':>10} {'tokens/s':>10} {'peak RSS MiB':>13}")
+    for label, wall, cpu, rss, tokens in rows:
+        print(
+            f"{label:10} {wall:8.2f} {wall / floor_wall:8.2f} {cpu:8.2f} {cpu / floor_cpu:8.2f} "
+            f"{n / wall:10.0f} {tokens / wall:10.0f} {rss:13.0f}"
+        )
+    print("dsc: the core build (alpaca.yaml with dedup: false); dsc+dedup: alpaca.yaml as shipped (exact + MinHash dedup)")
 
 
 if __name__ == "__main__":

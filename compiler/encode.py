@@ -8,8 +8,9 @@ boundary, which Alpaca's scheme then masks: the model never learns the first tok
 make every response token (and the EOS) a trained label and every prompt token -100.
 
 Records where one encode of the whole text would have given other ids ("boundary drift") are counted: a window of
-text around the boundary is encoded joined and apart, which finds every drift whose merged piece is shorter than the
-window at a fraction of the cost of encoding every record twice.
+text around the boundary is encoded joined and apart, which finds every drift whose merged piece fits in the window
+at a fraction of the cost of encoding every record twice. Prompts of one format mostly end alike ("### Response:"),
+so the encodes of prompt tails are remembered.
 """
 
 from __future__ import annotations
@@ -26,9 +27,11 @@ from compiler.spec import Lengths, Spec
 from compiler.tokenizer import LoadedTokenizer
 
 IGNORE = -100
-DRIFT_WINDOW = 32
-"""Characters each side of the boundary used to detect drift: longer than any pre-token byte-level BPE merges across
-a prompt/response boundary in practice (words, punctuation runs, whitespace runs)."""
+PROMPT_WINDOW = 16
+RESPONSE_WINDOW = 32
+"""Characters before and after the boundary used to detect drift: longer than the part of any pre-token (a word, a
+run of punctuation or whitespace) that byte-level BPE merges across a prompt/response boundary in practice."""
+_TAILS_KEPT = 50_000
 
 
 @dataclass
@@ -108,6 +111,7 @@ def make_encode_pass(spec: Spec, tok: LoadedTokenizer) -> Pass:
     all_turns = spec.labels.turns == "all"
     train_prompt = spec.labels.train_on_prompt
     lengths = spec.lengths
+    tail_ids: dict[str, list[int]] = {}
 
     def encode(batch: Batch) -> Batch:
         n = size(batch)
@@ -125,13 +129,17 @@ def make_encode_pass(spec: Spec, tok: LoadedTokenizer) -> Pass:
             recs.append((batch["response"][i], True))
             pieces.append(recs)
         flat = [text for recs in pieces for text, _ in recs]
-        window_texts: list[str] = []
-        for i in live:
-            a, b = batch["prompt"][i][-DRIFT_WINDOW:], batch["response"][i][:DRIFT_WINDOW]
-            window_texts += [a + b, a, b]
+        tails = [batch["prompt"][i][-PROMPT_WINDOW:] for i in live]
+        heads = [batch["response"][i][:RESPONSE_WINDOW] for i in live]
+        if len(tail_ids) > _TAILS_KEPT:
+            tail_ids.clear()
+        new_tails = list({t for t in tails if t not in tail_ids})
+        window_texts = [a + b for a, b in zip(tails, heads, strict=True)] + heads + new_tails
         encoded = backend.encode_batch_fast(flat + window_texts, add_special_tokens=False)
         ids_of = [e.ids for e in encoded]
         windows = ids_of[len(flat) :]
+        m = len(live)
+        tail_ids.update(zip(new_tails, windows[2 * m :], strict=True))
 
         input_ids: list[list[int]] = [[] for _ in range(n)]
         labels: list[list[int]] = [[] for _ in range(n)]
@@ -147,7 +155,7 @@ def make_encode_pass(spec: Spec, tok: LoadedTokenizer) -> Pass:
                 src_labels += part if trained else [IGNORE] * len(part)
             tgt = ids_of[k]
             k += 1
-            joined, left, right = windows[3 * j], windows[3 * j + 1], windows[3 * j + 2]
+            joined, left, right = windows[j], tail_ids[tails[j]], windows[m + j]
             drift[i] = bool(right) and joined != left + right
             result = fit(src_ids, src_labels, tgt, list(tgt), tok.eos_id, lengths, len(prefix))
             if result.problem is not None:

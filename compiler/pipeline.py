@@ -154,11 +154,13 @@ def _split_order(table: pa.Table, spec: Spec) -> tuple[pa.Table, int]:
 
 
 def tokenize(spec: Spec, rendered: Rendered, tok: LoadedTokenizer, options: Options) -> Compiled:
-    """Split, then tokenize and apply lengths and labels to the rendered records."""
+    """Split, then tokenize and apply lengths and labels to the rendered records (which this consumes)."""
     # The tokenize phase needs only the rendered text and the bookkeeping; fields stay behind (less to convert).
     needed = ["_source", "_file", "_row", "_line", "prompt", "response", SEGMENTS, KEY, VALIDATION]
     table = rendered.dataset.data.table
-    table, n_train = _split_order(table.select([c for c in needed if c in table.column_names]), spec)
+    table = table.select([c for c in needed if c in table.column_names])
+    rendered.dataset = engine.from_table(table.slice(0, 0))  # consumed: the field columns are freed from here on
+    table, n_train = _split_order(table, spec)
     ds = engine.from_table(table)
     del table
     features = datasets.Features(dict(ds.features))

@@ -13,7 +13,7 @@ from jinja2 import TemplateError
 
 from compiler.batch import DROP, ERROR, Batch, Pass, drops, field_column, location, size
 from compiler.derive import context_value
-from compiler.sandbox import template
+from compiler.sandbox import lone_variable, template
 from compiler.spec import Spec
 
 SEGMENTS = "_segments"
@@ -26,6 +26,9 @@ class _RenderError(Exception):
 
 
 def _render(text: str, key: str, ctx: dict[str, Any]) -> str:
+    name = lone_variable(text)
+    if name is not None and isinstance(ctx.get(name), str):
+        return ctx[name]
     try:
         return template(text).render(ctx)
     except (TemplateError, TypeError, ValueError, KeyError, AttributeError) as exc:

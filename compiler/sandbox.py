@@ -7,7 +7,7 @@ from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
 
-from jinja2 import StrictUndefined, Template
+from jinja2 import StrictUndefined, Template, nodes
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 
@@ -32,6 +32,18 @@ def environment() -> ImmutableSandboxedEnvironment:
 def template(text: str) -> Template:
     """A compiled template, cached per process: passes keep only the text, so they pickle into worker processes."""
     return environment().from_string(text)
+
+
+@lru_cache(maxsize=256)
+def lone_variable(text: str) -> str | None:
+    """The name, when a template is nothing but `{{ name }}` (Alpaca's response, ADGEN's summary): such a template
+    renders a string value as itself, so the render pass can skip building a Jinja context for it."""
+    body = environment().parse(text).body
+    if len(body) == 1 and isinstance(body[0], nodes.Output) and len(body[0].nodes) == 1:
+        node = body[0].nodes[0]
+        if isinstance(node, nodes.Name):
+            return node.name
+    return None
 
 
 @lru_cache(maxsize=256)

@@ -41,3 +41,22 @@ def packages(tmp_path_factory: pytest.TempPathFactory):
         return built[name]
 
     return get
+
+
+def tiny_llama_config(tokenizer, **overrides):
+    """A 2-layer, 16-wide random Llama config with the tokenizer's vocabulary: every training test's model."""
+    from transformers import LlamaConfig
+
+    settings = {
+        "vocab_size": len(tokenizer),
+        "hidden_size": 16,
+        "intermediate_size": 32,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 2,
+        "num_key_value_heads": 2,
+        "max_position_embeddings": 2048,
+        "pad_token_id": tokenizer.pad_token_id,
+        "eos_token_id": tokenizer.eos_token_id,
+        **overrides,
+    }
+    return LlamaConfig(**settings)

@@ -19,8 +19,7 @@ from typing import Any
 
 import pytest
 import yaml
-
-from tests.conftest import FORMATS, run_dsc
+from conftest import FORMATS, run_dsc, tiny_llama_config
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("peft")
@@ -31,25 +30,20 @@ LAUNCHER_FILES = ("train.py", "launch.sh", "accelerate_fsdp.yaml", "ds_zero3.jso
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 2-layer, 16-wide random Llama with the Qwen3 vocabulary, saved with the Qwen3 tokenizer files."""
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+    from transformers import AutoTokenizer, LlamaForCausalLM
 
     from compiler.tokenizer import qwen3_path
 
     folder = tmp_path_factory.mktemp("tiny-llama")
     tokenizer = AutoTokenizer.from_pretrained(str(qwen3_path()))
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=16,
+    config = tiny_llama_config(
+        tokenizer,
         intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
         num_key_value_heads=1,
         max_position_embeddings=256,
         initializer_range=0.5,  # wide enough that 8 steps visibly move the loss of a 16-wide model
         tie_word_embeddings=True,
         bos_token_id=None,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
     )
     torch.manual_seed(0)
     LlamaForCausalLM(config).save_pretrained(folder)
@@ -305,3 +299,23 @@ def test_cli_build_writes_the_spec_s_training_plan(tmp_path: Path) -> None:
         {"trust_remote_code": True},
     )
     assert "ChatGLM-6B P-Tuning v2" in (tmp_path / "pkg" / "README.md").read_text()
+
+
+def test_train_py_collator_pads_exactly_like_dsc_collator(package: Path) -> None:
+    """train.py must stay free of dsc, so it carries its own collator: it has to agree with `dsc.collator`."""
+    import datasets
+
+    import dsc
+
+    spec = importlib.util.spec_from_file_location("package_train", package / "train.py")
+    train = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(train)
+    rows = [{k: r[k] for k in ("input_ids", "labels")} for r in datasets.load_dataset(str(package))["train"]]
+    pad_id = json.loads((package / "manifest.json").read_text())["tokenizer"]["pad_id"]
+    for multiple in (1, 8):
+        ours = train.Collator(pad_id, multiple)(rows)
+        theirs = dsc.collator(pad_id, pad_to_multiple_of=multiple)(rows)
+        assert set(ours) == set(theirs)
+        for key in ours:
+            assert torch.equal(ours[key], theirs[key]), key
+    assert (ours["labels"] == -100).sum() > 0 and ours["input_ids"].shape[1] % 8 == 0

@@ -143,3 +143,52 @@ def test_overflow_policies(tmp_path: Path) -> None:
     assert "longer than lengths.max_length" in caught.value.render()
     assert f"{dropped} record(s) longer" in caught.value.render()
     assert not (tmp_path / "err").exists()
+
+
+def test_quick_check_agrees_with_json_schema() -> None:
+    """The plain-Python fast path must accept exactly what the fields' JSON Schema accepts."""
+    import itertools
+
+    import jsonschema
+
+    from compiler.spec import FieldSpec
+    from compiler.validate import field_schema, quick_check
+
+    fields = (
+        FieldSpec("s", "string", required=True),
+        FieldSpec("i", "integer"),
+        FieldSpec("n", "number", default=0),
+        FieldSpec("b", "boolean"),
+        FieldSpec("o", "object", default={}),
+        FieldSpec("a", "array"),
+        FieldSpec("x", "any"),
+    )
+    schema = {
+        "type": "object",
+        "properties": {f.name: field_schema(f) for f in fields},
+        "required": [f.name for f in fields if f.required],
+    }
+    validator = jsonschema.Draft202012Validator(schema)
+    check = quick_check(fields)
+    assert check is not None  # the fast path applies to plain fields
+    values = ["t", 3, 3.5, 2.0, True, None, {"k": 1}, [1], "MISSING"]
+    checked = 0
+    for s, i, n, b in itertools.product(values, repeat=4):
+        for o, a in (({}, []), ("no", None), (None, "no")):
+            record = {k: v for k, v in zip("sinboa", (s, i, n, b, o, a), strict=True) if v != "MISSING"}
+            if check(record):  # accepted by the fast path => valid by JSON Schema
+                assert validator.is_valid(record), record
+            checked += 1
+    assert checked == len(values) ** 4 * 3
+    # and it does accept the ordinary valid record
+    assert check({"s": "t", "i": 1, "n": 0.5, "b": False, "o": {}, "a": [], "x": None})
+
+
+def test_lone_variable_fast_path_renders_like_jinja() -> None:
+    from compiler.sandbox import lone_variable, template
+
+    assert lone_variable("{{ output }}") == "output"
+    for text in ("{{ output }}\n", "x{{ output }}", "{{ output | upper }}", "{{ a }}{{ b }}", "{{ a.b }}"):
+        assert lone_variable(text) is None, text
+    for value in ("plain", "", "  spaced\n", "{{ not a template }}", "é中文"):
+        assert template("{{ output }}").render({"output": value}) == value

@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from conftest import FORMATS, run_dsc
 
 from compiler.errors import SpecError
 from compiler.spec import load_spec, spec_schema
 from compiler.training import DEFAULT_MODEL, RECIPES, default_training
-from tests.conftest import FORMATS, run_dsc
 
 
 def _spec_with(tmp_path: Path, training: str) -> Path:

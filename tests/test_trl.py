@@ -10,6 +10,8 @@ import pytest
 torch = pytest.importorskip("torch")
 trl = pytest.importorskip("trl")
 
+from conftest import tiny_llama_config  # noqa: E402
+
 import dsc  # noqa: E402
 from compiler.tokenizer import qwen3_path  # noqa: E402
 
@@ -30,20 +32,10 @@ def tokenizer():
 
 
 def _trainer(tokenizer, dataset, out: Path):
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from transformers import LlamaForCausalLM
 
     torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=16,
-        intermediate_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-        max_position_embeddings=2048,
-        pad_token_id=tokenizer.pad_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-    )
+    config = tiny_llama_config(tokenizer)
     args = trl.SFTConfig(
         output_dir=str(out),
         max_steps=STEPS,

@@ -1,0 +1,50 @@
+"""After a non-editable install (a wheel), the built-in formats, their data, templates and launcher files still work."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+from conftest import REPO
+
+
+def test_wheel_builds_builtin_formats_outside_the_repo(tmp_path: Path) -> None:
+    wheels = tmp_path / "wheels"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(wheels), str(REPO)],
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
+    wheel = next(wheels.glob("dsc-*.whl"))
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "dsc/_data/formats/alpaca.yaml" in names and "dsc/_data/templates/alpaca_prompt.j2" in names
+    assert "dsc/_data/formats/data/adgen_dev.jsonl" in names
+    target = tmp_path / "site"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target), str(wheel)],
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
+    work = tmp_path / "elsewhere"
+    work.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(target)}
+    run = subprocess.run(
+        [sys.executable, "-m", "dsc", "build", "formats/adgen.yaml", "--limit", "30", "-q"],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert run.returncode == 0, run.stderr
+    where = subprocess.run(
+        [sys.executable, "-c", "import compiler; print(compiler.__file__)"], cwd=work, env=env, capture_output=True, text=True
+    )
+    assert where.stdout.startswith(str(target))  # the wheel's code ran, not the checkout's
+    package = work / "build" / "adgen"
+    assert (package / "data" / "train-00000-of-00001.parquet").is_file() and (package / "train.py").is_file()
