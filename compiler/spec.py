@@ -172,7 +172,7 @@ def spec_schema() -> dict[str, Any]:
     return json.loads((Path(__file__).with_name("spec_schema.json")).read_text(encoding="utf-8"))
 
 
-class _Context:
+class SpecContext:
     """What a resolver needs to report a problem at the right line."""
 
     def __init__(self, file: Path, lines: dict[KeyPath, int]) -> None:
@@ -202,7 +202,7 @@ def _schema_message(error: jsonschema.ValidationError) -> str:
     return error.message
 
 
-def _check_schema(data: Any, ctx: _Context, schema: dict[str, Any] | None = None) -> None:
+def check_schema(data: Any, ctx: SpecContext, schema: dict[str, Any] | None = None) -> None:
     """Check `data` against a JSON Schema (the format spec's unless given); every error is located."""
     validator = jsonschema.Draft202012Validator(schema or spec_schema())
     errors = sorted(validator.iter_errors(data), key=lambda e: (line_of(ctx.lines, tuple(e.absolute_path)) or 0))
@@ -233,7 +233,7 @@ def _field(name: str, raw: dict[str, Any]) -> FieldSpec:
     )
 
 
-def _sources(raw: list[dict[str, Any]], base: Path, ctx: _Context) -> tuple[SourceSpec, ...]:
+def _sources(raw: list[dict[str, Any]], base: Path, ctx: SpecContext) -> tuple[SourceSpec, ...]:
     out = []
     for i, src in enumerate(raw):
         columns = tuple((str(k), str(v)) for k, v in (src.get("columns") or {}).items())
@@ -288,7 +288,8 @@ def _template_file(name: str, base: Path) -> Path | None:
     return None
 
 
-def _template(raw: Any, path: KeyPath, base: Path, ctx: _Context) -> Template:
+def load_template(raw: Any, path: KeyPath, base: Path, ctx: SpecContext) -> Template:
+    """An inline template, or a `{file: ...}` one found beside the spec, in templates/, or in dsc's templates."""
     key = ".".join(str(p) for p in path)
     line = line_of(ctx.lines, path)
     if isinstance(raw, dict):
@@ -302,7 +303,8 @@ def _template(raw: Any, path: KeyPath, base: Path, ctx: _Context) -> Template:
     return Template(key=key, text=raw, file=None, line=line)
 
 
-def _undeclared(source: str, template: Template | None, ctx: _Context, path: KeyPath) -> set[str]:
+def undeclared_names(source: str, template: Template | None, ctx: SpecContext, path: KeyPath) -> set[str]:
+    """The names a template reads that it does not define itself (syntax errors are located spec errors)."""
     env = environment()
     try:
         parsed = env.parse(source)
@@ -315,7 +317,8 @@ def _undeclared(source: str, template: Template | None, ctx: _Context, path: Key
     return set(meta.find_undeclared_variables(parsed)) - set(env.globals)
 
 
-def _check_names(names: set[str], allowed: list[str], what: str, path: KeyPath, ctx: _Context, t: Template | None) -> None:
+def check_names(names: set[str], allowed: list[str], what: str, path: KeyPath, ctx: SpecContext, t: Template | None) -> None:
+    """Fail on the first name not in `allowed`, suggesting the closest one."""
     for name in sorted(names - set(allowed)):
         close = difflib.get_close_matches(name, allowed, n=1)
         hint = f" (did you mean '{close[0]}'?)" if close else ""
@@ -325,7 +328,7 @@ def _check_names(names: set[str], allowed: list[str], what: str, path: KeyPath, 
         raise ctx.fail(path, message)
 
 
-def _derived(raw: dict[str, Any], fields: tuple[FieldSpec, ...], ctx: _Context) -> tuple[DerivedSpec, ...]:
+def _derived(raw: dict[str, Any], fields: tuple[FieldSpec, ...], ctx: SpecContext) -> tuple[DerivedSpec, ...]:
     known = [f.name for f in fields]
     out = []
     for name, d in raw.items():
@@ -346,8 +349,8 @@ def _derived(raw: dict[str, Any], fields: tuple[FieldSpec, ...], ctx: _Context) 
                 raise ctx.fail((*path, "group"), f"no group named '{group}' in the regex")
             out.append(DerivedSpec(name=name, source=d["from"], regex=d["regex"], group=group, default=d.get("default")))
         else:
-            names = _undeclared("{{ " + d["expression"] + " }}", None, ctx, (*path, "expression"))
-            _check_names(names, known, "fields", (*path, "expression"), ctx, None)
+            names = undeclared_names("{{ " + d["expression"] + " }}", None, ctx, (*path, "expression"))
+            check_names(names, known, "fields", (*path, "expression"), ctx, None)
             out.append(DerivedSpec(name=name, expression=d["expression"], default=d.get("default")))
         known.append(name)
     return tuple(out)
@@ -361,7 +364,8 @@ def _policies(raw: Any) -> tuple[str, str]:
     return raw.get("source", "truncate"), raw.get("target", "truncate")
 
 
-def _merge(data: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+def merge_overrides(data: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """Top-level keys of `overrides` replace the spec's (mappings are merged one level deep; None is ignored)."""
     merged = dict(data)
     for key, value in overrides.items():
         if value is None:
@@ -384,11 +388,11 @@ def load_spec(path: str | Path, overrides: dict[str, Any] | None = None) -> Spec
     except (OSError, UnicodeDecodeError) as exc:
         raise SpecError(Problem(f"cannot read spec: {exc}", Location(str(file)))) from None
     data, lines = load_yaml_with_lines(text, str(file))
-    ctx = _Context(file, lines)
+    ctx = SpecContext(file, lines)
     if not isinstance(data, dict):
         raise ctx.fail((), "a format spec is a YAML mapping (name:, sources:, fields:, templates:, ...)")
-    data = _merge(data, overrides or {})
-    _check_schema(data, ctx)
+    data = merge_overrides(data, overrides or {})
+    check_schema(data, ctx)
     base = file.resolve().parent
 
     fields = tuple(_field(name, raw) for name, raw in data["fields"].items())
@@ -399,9 +403,9 @@ def load_spec(path: str | Path, overrides: dict[str, Any] | None = None) -> Spec
     variables = [f.name for f in fields] + [d.name for d in derived]
 
     tdata = data["templates"]
-    system = _template(tdata["system"], ("templates", "system"), base, ctx) if "system" in tdata else None
-    prompt = _template(tdata["prompt"], ("templates", "prompt"), base, ctx)
-    response = _template(tdata["response"], ("templates", "response"), base, ctx)
+    system = load_template(tdata["system"], ("templates", "system"), base, ctx) if "system" in tdata else None
+    prompt = load_template(tdata["prompt"], ("templates", "prompt"), base, ctx)
+    response = load_template(tdata["response"], ("templates", "response"), base, ctx)
     history = None
     if "history" in tdata:
         h = tdata["history"]
@@ -410,19 +414,19 @@ def load_spec(path: str | Path, overrides: dict[str, Any] | None = None) -> Spec
             raise ctx.fail(("templates", "history", "field"), f"'{h['field']}' must be a field of type array")
         history = History(
             field=h["field"],
-            prompt=_template(h["prompt"], ("templates", "history", "prompt"), base, ctx),
-            response=_template(h["response"], ("templates", "history", "response"), base, ctx),
+            prompt=load_template(h["prompt"], ("templates", "history", "prompt"), base, ctx),
+            response=load_template(h["response"], ("templates", "history", "response"), base, ctx),
         )
     used: dict[str, set[str]] = {"templates.history": {history.field} if history else set()}
     for t in (system, prompt, response) + ((history.prompt, history.response) if history else ()):
         if t is None:
             continue
         path = tuple(t.key.split("."))
-        names = used[t.key] = _undeclared(t.text, t, ctx, path)
+        names = used[t.key] = undeclared_names(t.text, t, ctx, path)
         allowed = variables + (list(HISTORY_VARIABLES) if history and path[1] == "history" else [])
         if history and path[1] != "history":
             allowed = allowed + ["round"]
-        _check_names(names, allowed, "fields", path, ctx, t)
+        check_names(names, allowed, "fields", path, ctx, t)
 
     tok = data.get("tokenizer", "qwen3")
     tokenizer = TokenizerSpec(name=tok) if isinstance(tok, str) else TokenizerSpec(**tok)

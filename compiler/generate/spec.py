@@ -18,7 +18,7 @@ from compiler.errors import Location, Problem, RecordError, SpecError
 from compiler.generate.encoding import Task
 from compiler.generate.filters import ALPACA_BLACKLIST, ALPACA_PREFIXES, Filters
 from compiler.generate.novelty import MINHASH, ROUGE_L
-from compiler.spec import Template, _check_names, _check_schema, _Context, _merge, _template, _undeclared
+from compiler.spec import SpecContext, Template, check_names, check_schema, load_template, merge_overrides, undeclared_names
 from compiler.yaml_lines import load_yaml_with_lines
 
 DEFAULT_PROMPT = "alpaca_self_instruct_prompt.txt"
@@ -130,7 +130,7 @@ def _filters(raw: dict[str, Any]) -> Filters:
     )
 
 
-def _novelty(raw: dict[str, Any], ctx: _Context) -> NoveltySpec:
+def _novelty(raw: dict[str, Any], ctx: SpecContext) -> NoveltySpec:
     similarity = raw.get("similarity", MINHASH)
     threshold = raw.get("threshold", 0.7 if similarity == ROUGE_L else DEFAULT_MINHASH_THRESHOLD)
     minhash_keys = [k for k in ("shingles", "ngram", "num_perm", "bands", "rows", "seed") if k in raw]
@@ -154,21 +154,21 @@ def load_generate_spec(path: str | Path, overrides: dict[str, Any] | None = None
     except (OSError, UnicodeDecodeError) as exc:
         raise SpecError(Problem(f"cannot read spec: {exc}", Location(str(found)))) from None
     data, lines = load_yaml_with_lines(text, str(found))
-    ctx = _Context(found, lines)
+    ctx = SpecContext(found, lines)
     if not isinstance(data, dict):
         raise ctx.fail((), "a generate spec is a YAML mapping (name:, generate:)")
     if isinstance(data.get("generate"), dict):
-        data = {**data, "generate": _merge(data["generate"], overrides or {})}
-    _check_schema(data, ctx, generate_schema())
+        data = {**data, "generate": merge_overrides(data["generate"], overrides or {})}
+    check_schema(data, ctx, generate_schema())
     g = data["generate"]
     base = found.resolve().parent
 
     seeds = Path(g["seeds"]) if Path(g["seeds"]).is_absolute() else base / g["seeds"]
     if not seeds.is_file():
         raise ctx.fail(("generate", "seeds"), f"no seed file '{g['seeds']}' (looked in {base})")
-    prompt = _template(g.get("prompt", {"file": DEFAULT_PROMPT}), ("generate", "prompt"), base, ctx)
-    names = _undeclared(prompt.text, prompt, ctx, ("generate", "prompt"))
-    _check_names(names, list(TEMPLATE_VARIABLES), "template variables", ("generate", "prompt"), ctx, prompt)
+    prompt = load_template(g.get("prompt", {"file": DEFAULT_PROMPT}), ("generate", "prompt"), base, ctx)
+    names = undeclared_names(prompt.text, prompt, ctx, ("generate", "prompt"))
+    check_names(names, list(TEMPLATE_VARIABLES), "template variables", ("generate", "prompt"), ctx, prompt)
 
     tasks = read_seeds(seeds)
     per_request = g.get("examples_per_request", 3)
