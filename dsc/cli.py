@@ -90,9 +90,10 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _progress(quiet: bool) -> None:
-    import datasets
+    """Progress bars on long steps unless --quiet (dsc's own bars follow datasets' switch)."""
+    if quiet:
+        import datasets
 
-    if quiet or not sys.stderr.isatty() and quiet:
         datasets.disable_progress_bars()
 
 
