@@ -71,16 +71,46 @@ def _write_split(table: pa.Table, name: str, data_dir: Path) -> dict[str, dict[s
     return files
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def reclaim(target: Path) -> None:
+    """Clean up after builds that were killed (SIGKILL, power loss) while writing `target`.
+
+    Their staging folders are removed, and if one died between moving the old package aside and moving the new one
+    in, the old package is put back. Folders of builds still running (their pid is alive) are left alone."""
+    for leftover in sorted(target.parent.glob(f".{target.name}.*-*-*")):
+        kind, pid = leftover.name[len(target.name) + 2 :].split("-")[:2]
+        if kind not in ("tmp", "old") or not pid.isdigit() or _alive(int(pid)):
+            continue
+        if kind == "old" and not target.exists():
+            os.rename(leftover, target)
+        else:
+            shutil.rmtree(leftover, ignore_errors=True)
+
+
+def _sibling(target: Path, kind: str) -> Path:
+    return target.parent / f".{target.name}.{kind}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
 @contextmanager
 def staging(target: Path) -> Iterator[Path]:
     """A fresh folder beside `target`; on success it replaces `target`, on any failure it disappears."""
     target = target.resolve()
     target.parent.mkdir(parents=True, exist_ok=True)
-    stage = target.parent / f".{target.name}.tmp-{uuid.uuid4().hex[:8]}"
+    reclaim(target)
+    stage = _sibling(target, "tmp")
     stage.mkdir()
     try:
         yield stage
-        old = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:8]}"
+        old = _sibling(target, "old")
         if target.exists():
             os.rename(target, old)
         os.rename(stage, target)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -139,3 +140,29 @@ def test_every_built_in_format_builds(tmp_path: Path) -> None:
             assert len(row["input_ids"]) == len(row["labels"])
             assert row["labels"][-1] == row["input_ids"][-1]  # EOS trained
             assert all(label in (-100, tok) for label, tok in zip(row["labels"], row["input_ids"], strict=True))
+
+
+def test_a_killed_build_is_cleaned_up_by_the_next(tmp_path: Path, packages) -> None:
+    """SIGKILL leaves staging folders behind (no handler runs); the next build removes them, and puts back a package
+    that was moved aside when the kill came between the two renames."""
+    import subprocess
+    import sys
+
+    from builders.package import reclaim
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    pid = int(dead.stdout)
+    target = tmp_path / "pkg"
+    stale = tmp_path / f".pkg.tmp-{pid}-abcd1234"
+    stale.mkdir()
+    (stale / "half.parquet").write_bytes(b"x")
+    moved = tmp_path / f".pkg.old-{pid}-abcd1234"
+    shutil.copytree(packages("adgen"), moved)
+    live = tmp_path / f".pkg.tmp-{os.getpid()}-ffff0000"  # a build still running: not touched
+    live.mkdir()
+    reclaim(target)
+    assert not stale.exists() and not moved.exists() and live.exists()
+    assert (target / "manifest.json").is_file()  # the old package is back in place
+    live.rmdir()
+    dsc.build(FORMATS / "adgen.yaml", output=target, limit=20)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pkg"]
