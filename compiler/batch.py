@@ -19,6 +19,7 @@ Pass = Callable[[Batch], Batch]
 DROP = "_drop"
 ERROR = "_error"
 BOOKKEEPING = ("_source", "_file", "_row", "_line")
+"""Where each row came from: source index, file, row and line. Every phase carries these."""
 
 
 def field_column(name: str) -> str:

@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from compiler import engine
-from compiler.batch import DROP, ERROR, chain, field_column
+from compiler.batch import BOOKKEEPING, DROP, ERROR, chain, field_column
 from compiler.dedup import VALIDATION, Duplicates, deduplicate
 from compiler.derive import make_derive_pass
 from compiler.encode import IGNORE, make_encode_pass
@@ -156,7 +156,7 @@ def _split_order(table: pa.Table, spec: Spec) -> tuple[pa.Table, int]:
 def tokenize(spec: Spec, rendered: Rendered, tok: LoadedTokenizer, options: Options) -> Compiled:
     """Split, then tokenize and apply lengths and labels to the rendered records (which this consumes)."""
     # The tokenize phase needs only the rendered text and the bookkeeping; fields stay behind (less to convert).
-    needed = ["_source", "_file", "_row", "_line", "prompt", "response", SEGMENTS, KEY, VALIDATION]
+    needed = [*BOOKKEEPING, "prompt", "response", SEGMENTS, KEY, VALIDATION]
     table = rendered.dataset.data.table
     table = table.select([c for c in needed if c in table.column_names])
     rendered.dataset = engine.from_table(table.slice(0, 0))  # consumed: the field columns are freed from here on
