@@ -93,6 +93,16 @@ def fit(
     return Encoded(ids, labels, truncated=truncated)
 
 
+def head_cut(response: str) -> int:
+    """Where the response's head for the drift window ends: at the last space within RESPONSE_WINDOW that follows a
+    non-space (0 if none). Byte-level BPE (GPT-2, Llama 3, Qwen) and SentencePiece both start a new piece at such a
+    space, so the head's ids are a prefix of the response's ids and need no encode of their own."""
+    j = response.rfind(" ", 1, RESPONSE_WINDOW + 1)
+    while j > 0 and response[j - 1].isspace():
+        j = response.rfind(" ", 1, j)
+    return max(j, 0)
+
+
 def _int32_lists(rows: list[list[int]], drop: list[str | None]) -> pa.Array:
     """Token lists straight to an Arrow list<int32> array (null where dropped): one conversion for the whole batch
     instead of a Python-object walk per token."""
@@ -130,16 +140,20 @@ def make_encode_pass(spec: Spec, tok: LoadedTokenizer) -> Pass:
             pieces.append(recs)
         flat = [text for recs in pieces for text, _ in recs]
         tails = [batch["prompt"][i][-PROMPT_WINDOW:] for i in live]
-        heads = [batch["response"][i][:RESPONSE_WINDOW] for i in live]
+        cuts = [head_cut(batch["response"][i]) for i in live]
+        heads = [batch["response"][i][: c or RESPONSE_WINDOW] for i, c in zip(live, cuts, strict=True)]
         if len(tail_ids) > _TAILS_KEPT:
             tail_ids.clear()
         new_tails = list({t for t in tails if t not in tail_ids})
-        window_texts = [a + b for a, b in zip(tails, heads, strict=True)] + heads + new_tails
+        # Heads cut at a word boundary are a prefix of the response's own ids; only the others are encoded alone.
+        apart = [j for j, c in enumerate(cuts) if not c]
+        window_texts = [a + b for a, b in zip(tails, heads, strict=True)] + [heads[j] for j in apart] + new_tails
         encoded = backend.encode_batch_fast(flat + window_texts, add_special_tokens=False)
         ids_of = [e.ids for e in encoded]
         windows = ids_of[len(flat) :]
         m = len(live)
-        tail_ids.update(zip(new_tails, windows[2 * m :], strict=True))
+        head_ids = dict(zip(apart, windows[m : m + len(apart)], strict=True))
+        tail_ids.update(zip(new_tails, windows[m + len(apart) :], strict=True))
 
         input_ids: list[list[int]] = [[] for _ in range(n)]
         labels: list[list[int]] = [[] for _ in range(n)]
@@ -155,8 +169,9 @@ def make_encode_pass(spec: Spec, tok: LoadedTokenizer) -> Pass:
                 src_labels += part if trained else [IGNORE] * len(part)
             tgt = ids_of[k]
             k += 1
-            joined, left, right = windows[j], tail_ids[tails[j]], windows[m + j]
-            drift[i] = bool(right) and joined != left + right
+            joined, left = windows[j], tail_ids[tails[j]]
+            right = head_ids[j] if j in head_ids else tgt[: max(len(joined) - len(left), 0)]
+            drift[i] = bool(heads[j]) and joined != left + right
             result = fit(src_ids, src_labels, tgt, list(tgt), tok.eos_id, lengths, len(prefix))
             if result.problem is not None:
                 limit = {"source": "max_source_length", "target": "max_target_length", "total": "max_length"}[result.problem]

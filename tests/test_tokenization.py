@@ -128,3 +128,56 @@ def test_features_are_int32(packages) -> None:
     assert features["input_ids"] == datasets.List(datasets.Value("int32"))
     assert features["labels"] == datasets.List(datasets.Value("int32"))
     assert "attention_mask" not in features
+
+
+def test_drift_count_is_exact_on_tricky_boundaries(tmp_path: Path, reference_tokenizer) -> None:
+    """Prompts and responses built to stress the windowed drift check: every kind of first and last character,
+    runs of spaces and newlines, punctuation that byte-level BPE glues to newlines, digits, CJK, long words."""
+    import itertools
+
+    endings = ["### Response:", "答：", "Answer: ", "Q:\n", "x  ", "end.", "(", "1", "¿", "\t", "Output:\n\n"]
+    starts = [
+        "Hello world and more words here",
+        " Hello there, a leading space",
+        "  two spaces first then text follows",
+        "\nA newline first, then words",
+        "!\nPunctuation then newline",
+        "123 digits first then words go",
+        "中文回答没有空格的文本内容很长很长很长很长",
+        "antidisestablishmentarianismically long first word then more",
+        "Hi!\nNext line here with words",
+        ".. dots first",
+        "",
+    ]
+    records = [{"p": p, "r": r} for p, r in itertools.product(endings, starts)]
+    data = tmp_path / "tricky.jsonl"
+    data.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in records), encoding="utf-8")
+    spec = tmp_path / "tricky.yaml"
+    spec.write_text(
+        f"""name: tricky
+sources: [{{path: {data}}}]
+fields: {{p: {{type: string, required: true}}, r: {{type: string, required: true}}}}
+templates: {{prompt: "Prompt {{{{ p }}}}", response: "{{{{ r }}}}"}}
+""",
+        encoding="utf-8",
+    )
+    package = dsc.build(spec, output=tmp_path / "out").path
+    tok = reference_tokenizer
+    exact = sum(
+        1
+        for r in records
+        if tok("Prompt " + r["p"] + r["r"])["input_ids"] != tok("Prompt " + r["p"])["input_ids"] + tok(r["r"])["input_ids"]
+    )
+    assert exact > 10
+    assert json.loads((package / "manifest.json").read_text())["counts"]["boundary_drift"] == exact
+
+
+def test_head_cut_is_a_word_boundary() -> None:
+    from compiler.encode import RESPONSE_WINDOW, head_cut
+
+    assert head_cut("Hello world") == 5
+    assert head_cut(" Hello") == 0  # a leading space is not a cut
+    assert head_cut("a  b") == 1  # before the first of two spaces
+    assert head_cut("中文没有空格") == 0
+    long = "word " * 20
+    assert 0 < head_cut(long) <= RESPONSE_WINDOW and long[head_cut(long)] == " "
