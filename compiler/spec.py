@@ -9,7 +9,7 @@ import difflib
 import glob
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -460,7 +460,16 @@ def load_spec(path: str | Path, overrides: dict[str, Any] | None = None) -> Spec
 
     name = data["name"]
     language = data.get("language", [])
-    resolved = {**data, "tokenizer": tok, "output": data.get("output", f"build/{name}")}
+    # What the build ran with: the spec as written plus every default filled in (the manifest records this).
+    resolved = {
+        **data,
+        "on_invalid": data.get("on_invalid", "error"),
+        "tokenizer": asdict(tokenizer),
+        "lengths": asdict(lengths),
+        "labels": asdict(labels),
+        "split": asdict(split),
+        "output": data.get("output", f"build/{name}"),
+    }
     return Spec(
         path=file.resolve(),
         name=name,

@@ -70,7 +70,16 @@ def test_manifest_records_inputs_tokenizer_counts(packages) -> None:
     assert m["templates"][0]["file"].endswith("alpaca_prompt.j2") and len(m["templates"][0]["sha256"]) == 64
     assert m["tokenizer"]["name"] == "qwen3" and m["tokenizer"]["eos_token"] == "<|im_end|>" and len(m["tokenizer"]["sha256"]) == 64
     assert m["counts"]["read"] == 999 and m["counts"]["truncated"] > 0
-    assert m["spec"]["resolved"]["lengths"] == {"max_length": 512}
+    assert m["spec"]["resolved"]["lengths"] == {
+        "max_length": 512,
+        "max_source_length": None,
+        "max_target_length": None,
+        "source_overflow": "truncate",
+        "target_overflow": "truncate",
+        "prompt_truncation": "right",
+    }
+    assert m["spec"]["resolved"]["labels"] == {"train_on_prompt": False, "turns": "last"}
+    assert m["spec"]["resolved"]["tokenizer"]["name"] == "qwen3"
     for rel, info in m["files"].items():
         assert hashlib.sha256((package / rel).read_bytes()).hexdigest() == info["sha256"]
     total = m["tokens"]["total"]
