@@ -1,8 +1,9 @@
 """The build pipeline: sources -> validate/derive/render -> dedup (when the spec asks) -> tokenize/split -> splits, counts.
 
-Two phases of passes, each one `datasets.map` over the whole set; between them the rows marked dropped are counted and
-filtered, and records that must fail the build (bad records under `on_invalid: error`, over-long ones under
-`overflow: error`) raise a RecordError listing the first of them with their locations.
+Each phase is one run of chained passes over the whole set (`compiler.engine`: Arrow batches in one process, or
+`datasets.map` workers); between phases the rows marked dropped are counted and filtered, and records that must fail
+the build (bad records under `on_invalid: error`, over-long ones under `overflow: error`) raise a RecordError listing
+the first of them with their locations. Dedup's global step sits between render and tokenize.
 """
 
 from __future__ import annotations
