@@ -175,3 +175,29 @@ def test_a_killed_build_is_cleaned_up_by_the_next(tmp_path: Path, packages) -> N
     live.rmdir()
     dsc.build(FORMATS / "adgen.yaml", output=target, limit=20)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["pkg"]
+
+
+def test_system_template_train_on_prompt_and_validation_count(tmp_path: Path) -> None:
+    records = [json.dumps({"q": f"question {i}?", "a": f"answer {i}."}) for i in range(30)]
+    data = tmp_path / "qa.jsonl"
+    data.write_text("\n".join(records), encoding="utf-8")
+    spec = tmp_path / "qa.yaml"
+    spec.write_text(
+        f"""name: qa
+sources: [{{path: {data}}}]
+fields: {{q: {{type: string, required: true}}, a: {{type: string, required: true}}}}
+templates:
+  system: "You answer briefly.\\n"
+  prompt: "Q: {{{{ q }}}}\\nA:"
+  response: " {{{{ a }}}}"
+labels: {{train_on_prompt: true}}
+split: {{validation: 7, seed: 3}}
+""",
+        encoding="utf-8",
+    )
+    package = dsc.build(spec, output=tmp_path / "out").path
+    loaded = datasets.load_dataset(str(package))
+    assert (len(loaded["train"]), len(loaded["validation"])) == (23, 7)
+    row = loaded["train"][0]
+    assert row["prompt"].startswith("You answer briefly.\nQ: question ") and row["prompt"].endswith("\nA:")
+    assert row["labels"] == row["input_ids"]  # train_on_prompt: nothing masked
