@@ -377,20 +377,25 @@ def merge_overrides(data: dict[str, Any], overrides: dict[str, Any]) -> dict[str
     return merged
 
 
+def read_spec_file(found: Path | None, given: str | Path, kind: str, keys: str) -> tuple[dict[str, Any], SpecContext]:
+    """A spec file's YAML mapping and the context that locates its keys; `found` is None when nothing matched `given`."""
+    if found is None:
+        raise SpecError(Problem(f"no such spec file (and no built-in {kind} named '{Path(given).stem}')", Location(str(given))))
+    try:
+        text = found.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpecError(Problem(f"cannot read spec: {exc}", Location(str(found)))) from None
+    data, lines = load_yaml_with_lines(text, str(found))
+    ctx = SpecContext(found, lines)
+    if not isinstance(data, dict):
+        raise ctx.fail((), f"a {kind} spec is a YAML mapping ({keys})")
+    return data, ctx
+
+
 def load_spec(path: str | Path, overrides: dict[str, Any] | None = None) -> Spec:
     """Read, check and resolve a format spec; `overrides` replace top-level keys (the CLI's --output, --tokenizer)."""
-    found = resources.find_spec_file(str(path))
-    if found is None:
-        raise SpecError(Problem(f"no such spec file (and no built-in format named '{Path(path).stem}')", Location(str(path))))
-    file = found
-    try:
-        text = file.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SpecError(Problem(f"cannot read spec: {exc}", Location(str(file)))) from None
-    data, lines = load_yaml_with_lines(text, str(file))
-    ctx = SpecContext(file, lines)
-    if not isinstance(data, dict):
-        raise ctx.fail((), "a format spec is a YAML mapping (name:, sources:, fields:, templates:, ...)")
+    data, ctx = read_spec_file(resources.find_spec_file(str(path)), path, "format", "name:, sources:, fields:, templates:, ...")
+    file = ctx.file
     data = merge_overrides(data, overrides or {})
     check_schema(data, ctx)
     base = file.resolve().parent
@@ -493,6 +498,6 @@ def load_spec(path: str | Path, overrides: dict[str, Any] | None = None) -> Spec
         output=Path(resolved["output"]),
         dedup=dedup,
         resolved=resolved,
-        lines=lines,
+        lines=ctx.lines,
         training=parse_training(data.get("training"), ctx.fail),
     )

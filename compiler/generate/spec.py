@@ -14,12 +14,20 @@ from typing import Any
 
 from compiler import resources
 from compiler.dedup_spec import Near
-from compiler.errors import Location, Problem, RecordError, SpecError
+from compiler.errors import Location, Problem, RecordError
 from compiler.generate.encoding import Task
 from compiler.generate.filters import ALPACA_BLACKLIST, ALPACA_PREFIXES, Filters
 from compiler.generate.novelty import MINHASH, ROUGE_L
-from compiler.spec import SpecContext, Template, check_names, check_schema, load_template, merge_overrides, undeclared_names
-from compiler.yaml_lines import load_yaml_with_lines
+from compiler.spec import (
+    SpecContext,
+    Template,
+    check_names,
+    check_schema,
+    load_template,
+    merge_overrides,
+    read_spec_file,
+    undeclared_names,
+)
 
 DEFAULT_PROMPT = "alpaca_self_instruct_prompt.txt"
 """Stanford Alpaca's prompt.txt, byte for byte, in templates/."""
@@ -146,17 +154,8 @@ def _novelty(raw: dict[str, Any], ctx: SpecContext) -> NoveltySpec:
 
 def load_generate_spec(path: str | Path, overrides: dict[str, Any] | None = None) -> GenerateSpec:
     """Read, check and resolve a generate spec; `overrides` replace keys of `generate:` (the CLI's --num, --output...)."""
-    found = find_generate_spec(str(path))
-    if found is None:
-        raise SpecError(Problem(f"no such spec file (and no built-in generate spec named '{Path(path).stem}')", Location(str(path))))
-    try:
-        text = found.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SpecError(Problem(f"cannot read spec: {exc}", Location(str(found)))) from None
-    data, lines = load_yaml_with_lines(text, str(found))
-    ctx = SpecContext(found, lines)
-    if not isinstance(data, dict):
-        raise ctx.fail((), "a generate spec is a YAML mapping (name:, generate:)")
+    data, ctx = read_spec_file(find_generate_spec(str(path)), path, "generate", "name:, generate:")
+    found = ctx.file
     if isinstance(data.get("generate"), dict):
         data = {**data, "generate": merge_overrides(data["generate"], overrides or {})}
     check_schema(data, ctx, generate_schema())
