@@ -16,7 +16,6 @@ from collections.abc import Callable
 from functools import lru_cache
 
 import numpy as np
-from datasketch import MinHashLSH
 
 from compiler.minhash import mix64
 
@@ -32,6 +31,8 @@ VERIFY_CHUNK = 1 << 15
 def band_shape(threshold: float, num_perm: int) -> tuple[int, int]:
     """(bands, rows) that datasketch's MinHashLSH picks for this threshold: it weighs false positives and false
     negatives equally over the S-curve."""
+    from datasketch import MinHashLSH  # here, not at import: datasketch pulls in scipy (0.3 s) for builds without dedup
+
     lsh = MinHashLSH(threshold=threshold, num_perm=num_perm, weights=(0.1, 0.9))
     return lsh.b, lsh.r
 

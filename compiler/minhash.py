@@ -20,7 +20,6 @@ from itertools import chain
 
 import numpy as np
 import xxhash
-from datasketch import MinHash
 
 from compiler.dedup_spec import Near, Normalize
 
@@ -78,6 +77,8 @@ def tokens(text: str, shingles: str, how: Normalize) -> list[str]:
 @lru_cache(maxsize=8)
 def permutations(num_perm: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """datasketch's affine32 permutation parameters (a odd, b) for this num_perm and seed."""
+    from datasketch import MinHash  # imported on use: datasketch pulls in scipy, which builds without dedup never need
+
     a, b = MinHash(num_perm=num_perm, seed=seed, scheme=SCHEME).permutations
     return a.astype(np.uint32), b.astype(np.uint32)
 
