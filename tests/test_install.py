@@ -11,25 +11,19 @@ from pathlib import Path
 from conftest import REPO
 
 
+def pip(*args: str) -> None:
+    subprocess.run([sys.executable, "-m", "pip", *args, "--no-deps", "-q"], check=True, capture_output=True, timeout=600)
+
+
 def test_wheel_builds_builtin_formats_outside_the_repo(tmp_path: Path) -> None:
     wheels = tmp_path / "wheels"
-    subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(wheels), str(REPO)],
-        check=True,
-        capture_output=True,
-        timeout=600,
-    )
+    pip("wheel", "-w", str(wheels), str(REPO))
     wheel = next(wheels.glob("dsc-*.whl"))
     names = zipfile.ZipFile(wheel).namelist()
     assert "dsc/_data/formats/alpaca.yaml" in names and "dsc/_data/templates/alpaca_prompt.j2" in names
     assert "dsc/_data/formats/data/adgen_dev.jsonl" in names
     target = tmp_path / "site"
-    subprocess.run(
-        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target), str(wheel)],
-        check=True,
-        capture_output=True,
-        timeout=600,
-    )
+    pip("install", "--target", str(target), str(wheel))
     work = tmp_path / "elsewhere"
     work.mkdir()
     env = {**os.environ, "PYTHONPATH": str(target)}

@@ -219,6 +219,11 @@ def _mean_loss(model: Any, rows: list[dict[str, list[int]]]) -> float:
     return sum(losses) / len(losses)
 
 
+def short_run(max_steps: int) -> list[str]:
+    """Launcher flags for a few steps over the package's 6 training records, every step logged."""
+    return ["--max_steps", str(max_steps), "--per_device_train_batch_size", "6", "--global_batch_size", "6", "--logging_steps", "1"]
+
+
 @pytest.mark.parametrize("method", list(METHOD_RUNS))
 def test_launcher_trains_every_method_on_cpu(method: str, package: Path, tiny_model: Path, tmp_path: Path) -> None:
     import datasets
@@ -226,16 +231,7 @@ def test_launcher_trains_every_method_on_cpu(method: str, package: Path, tiny_mo
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     out = tmp_path / method
-    steps = [
-        "--max_steps",
-        "8",
-        "--per_device_train_batch_size",
-        "6",
-        "--global_batch_size",
-        "6",
-        "--logging_steps",
-        "1",
-    ]
+    steps = short_run(8)
     args = ["--gpus", "0", "--method", method, "--model", str(tiny_model), "--output_dir", str(out), *steps]
     result = launch(package, *args, "--save_steps", "100", *METHOD_RUNS[method])
     assert result.returncode == 0, result.stderr[-3000:]
@@ -268,16 +264,7 @@ def test_launcher_trains_every_method_on_cpu(method: str, package: Path, tiny_mo
 )
 def test_qlora_trains_on_a_gpu(package: Path, tiny_model: Path, tmp_path: Path) -> None:
     out = tmp_path / "qlora"
-    steps = [
-        "--max_steps",
-        "4",
-        "--per_device_train_batch_size",
-        "6",
-        "--global_batch_size",
-        "6",
-        "--logging_steps",
-        "1",
-    ]
+    steps = short_run(4)
     result = launch(
         package, "--gpus", "1", "--method", "qlora", "--model", str(tiny_model), "--output_dir", str(out), *steps
     )
