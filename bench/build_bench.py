@@ -78,7 +78,7 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=52_000)
     parser.add_argument("--num-proc", type=int, default=1)
     args = parser.parse_args()
-    from compiler.tokenizer import qwen3_path
+    from dsc.compiler.tokenizer import qwen3_path
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
@@ -87,8 +87,8 @@ def main() -> None:
         import datasets
 
         datasets.disable_progress_bars()
-        from compiler.pipeline import Options, render
-        from compiler.spec import load_spec
+        from dsc.compiler.pipeline import Options, render
+        from dsc.compiler.spec import load_spec
 
         rendered = render(load_spec(spec), Options()).dataset
         texts = rendered.data.table.column("prompt").to_pylist() + rendered.data.table.column("response").to_pylist()

@@ -32,15 +32,14 @@ sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
 import datasets  # noqa: E402
 from datasketch import MinHash, MinHashLSH  # noqa: E402
+from dsc.compiler.dedup import EXACT, LENGTH, SIGNATURE, decide, deduplicate, signature_phase  # noqa: E402
+from dsc.compiler.dedup_spec import Normalize  # noqa: E402
+from dsc.compiler.lsh import band_shape  # noqa: E402
+from dsc.compiler.minhash import tokens  # noqa: E402
+from dsc.compiler.pipeline import Options, render  # noqa: E402
+from dsc.compiler.spec import load_spec  # noqa: E402
+from dsc.compiler.split import KEY, validation_mask  # noqa: E402
 from near_copies import chinese_edit, distinct, english_edit, scores, with_near_copies  # noqa: E402
-
-from compiler.dedup import EXACT, LENGTH, SIGNATURE, decide, deduplicate, signature_phase  # noqa: E402
-from compiler.dedup_spec import Normalize  # noqa: E402
-from compiler.lsh import band_shape  # noqa: E402
-from compiler.minhash import tokens  # noqa: E402
-from compiler.pipeline import Options, render  # noqa: E402
-from compiler.spec import load_spec  # noqa: E402
-from compiler.split import KEY, validation_mask  # noqa: E402
 
 DATA = REPO / "formats" / "data"
 NORMALIZE = Normalize()

@@ -25,10 +25,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO)]
 
-from compiler.dedup_spec import Near  # noqa: E402
-from compiler.generate.novelty import MinHashNovelty, RougeNovelty  # noqa: E402
-from compiler.generate.rouge import tokenize  # noqa: E402
-from compiler.generate.spec import DEFAULT_MINHASH_NGRAM, DEFAULT_MINHASH_THRESHOLD, read_seeds  # noqa: E402
+from dsc.compiler.dedup_spec import Near  # noqa: E402
+from dsc.compiler.generate.novelty import MinHashNovelty, RougeNovelty  # noqa: E402
+from dsc.compiler.generate.rouge import tokenize  # noqa: E402
+from dsc.compiler.generate.spec import DEFAULT_MINHASH_NGRAM, DEFAULT_MINHASH_THRESHOLD, read_seeds  # noqa: E402
 
 DATA = REPO / "formats" / "data"
 OPENINGS = ["Please", "Can you", "Now,", "Quickly", "In a few words,"]

@@ -5,8 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import yaml
-
-from compiler.pipeline import PACKAGE_FEATURES, Compiled
+from dsc.compiler.pipeline import PACKAGE_FEATURES, Compiled
 
 _SIZES = [(1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"), (10_000_000, "1M<n<10M")]
 

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from compiler.pipeline import Compiled
+from dsc.compiler.pipeline import Compiled
 
 FILE = "duplicates.jsonl"
 

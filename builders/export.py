@@ -19,9 +19,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-
-from builders.package import staging
-from builders.verify import read_package
+from dsc.builders.package import staging
+from dsc.builders.verify import read_package
 
 TRAINERS = ("llamafactory", "axolotl")
 TOKENIZED_COLUMNS = ["input_ids", "attention_mask", "labels"]

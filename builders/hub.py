@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from builders.verify import read_package
-from compiler.errors import DscError
+from dsc.builders.verify import read_package
+from dsc.compiler.errors import DscError
 
 STALE_PATTERNS = ["data/**"]
 """Remote files that a publish removes when the package no longer has them: old shards would otherwise be read as

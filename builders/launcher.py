@@ -12,10 +12,10 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from builders.package import Extra
-from compiler.pipeline import Compiled
-from compiler.spec import spec_schema
-from compiler.training import RECIPE_SOURCES, RECIPES, TrainingSpec, default_training
+from dsc.builders.package import Extra
+from dsc.compiler.pipeline import Compiled
+from dsc.compiler.spec import spec_schema
+from dsc.compiler.training import RECIPE_SOURCES, RECIPES, TrainingSpec, default_training
 
 FILES = Path(__file__).resolve().parent / "launcher_files"
 COPIED = ("train.py", "launch.sh", "accelerate_fsdp.yaml", "ds_zero3.json")

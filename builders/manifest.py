@@ -7,8 +7,8 @@ import platform
 from importlib import metadata
 from typing import Any
 
-from builders.duplicates import dedup_manifest
-from compiler.pipeline import Compiled
+from dsc.builders.duplicates import dedup_manifest
+from dsc.compiler.pipeline import Compiled
 
 TRACKED_PACKAGES = ("dsc", "datasets", "pyarrow", "tokenizers", "jinja2", "jsonschema", "datasketch", "xxhash")
 

@@ -20,11 +20,10 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-
-from builders.card import render_card
-from builders.duplicates import write_duplicates
-from builders.manifest import build_manifest
-from compiler.pipeline import PACKAGE_FEATURES, Compiled
+from dsc.builders.card import render_card
+from dsc.builders.duplicates import write_duplicates
+from dsc.builders.manifest import build_manifest
+from dsc.compiler.pipeline import PACKAGE_FEATURES, Compiled
 
 MAX_SHARD_BYTES = 500 * 1024 * 1024
 """Shards stay under the Hub's recommended Parquet size (measured on the in-memory Arrow size, which Parquet beats)."""

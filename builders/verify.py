@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from compiler.errors import DscError
+from dsc.compiler.errors import DscError
 
 PACKAGE_FORMAT = "dsc-package/1"
 

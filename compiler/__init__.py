@@ -1,4 +1,4 @@
 """The compiler: a format spec in, a pipeline of batch passes out.
 
-Nothing in this package touches the terminal; errors travel as values with a location (`compiler.errors`).
+Nothing in this package touches the terminal; errors travel as values with a location (`dsc.compiler.errors`).
 """

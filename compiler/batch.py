@@ -1,8 +1,9 @@
 """The shape every pass shares: a batch is a dict of equal-length column lists.
 
-A pass never removes rows itself. It marks them: `_drop` holds the reason a row leaves the build (None keeps it) and
-`_error` the located message shown when that reason is fatal. Rows already marked are skipped by later passes, and
-the pipeline counts the reasons and filters the rows between phases. So counts are data, and the same passes run under
+A pass never removes rows itself. It marks them: `_drop` holds the reason a row leaves the build (None keeps it),
+`_error` the located message shown when that reason is fatal, and `_detail` a JSON text of facts for the audit (the
+text a regex failed on, lengths before and after a cut). Rows already marked are skipped by later passes, and the
+pipeline counts the reasons and filters the rows between phases. So counts are data, and the same passes run under
 `datasets.map`, in worker processes, or under another engine.
 """
 
@@ -11,13 +12,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from compiler.errors import Location
+from dsc.compiler.errors import Location
 
 Batch = dict[str, list[Any]]
 Pass = Callable[[Batch], Batch]
 
 DROP = "_drop"
 ERROR = "_error"
+DETAIL = "_detail"
 BOOKKEEPING = ("_source", "_file", "_row", "_line")
 """Where each row came from: source index, file, row and line. Every phase carries these."""
 

@@ -20,15 +20,14 @@ from typing import Any
 import datasets
 import numpy as np
 import pyarrow as pa
-
-from compiler import engine
-from compiler.batch import Batch, Pass, field_column, source_id
-from compiler.dedup_spec import RENDERED, DedupSpec
-from compiler.lsh import Measure, band_shape, find, near_clusters, similarity, union
-from compiler.lsh import buckets as equal_key_pairs
-from compiler.minhash import HASH_SCHEME, SCHEME, batch_signatures, exact_keys, shingle_sets
-from compiler.spec import Spec
-from compiler.split import KEY, validation_mask
+from dsc.compiler import engine
+from dsc.compiler.batch import Batch, Pass, field_column, source_id
+from dsc.compiler.dedup_spec import RENDERED, DedupSpec
+from dsc.compiler.lsh import Measure, band_shape, find, near_clusters, similarity, union
+from dsc.compiler.lsh import buckets as equal_key_pairs
+from dsc.compiler.minhash import HASH_SCHEME, SCHEME, batch_signatures, exact_keys, shingle_sets
+from dsc.compiler.spec import Spec
+from dsc.compiler.split import KEY, validation_mask
 
 SIGNATURE = "_dedup_signature"
 EXACT = "_dedup_exact"

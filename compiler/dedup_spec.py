@@ -11,8 +11,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from compiler.errors import SpecError
-from compiler.yaml_lines import KeyPath
+from dsc.compiler.errors import SpecError
+from dsc.compiler.yaml_lines import KeyPath
 
 PROMPT = "prompt"
 RESPONSE = "response"

@@ -10,11 +10,10 @@ import json
 import re
 from typing import Any
 
+from dsc.compiler.batch import DROP, ERROR, Batch, Pass, drops, field_column, location, size
+from dsc.compiler.sandbox import expression
+from dsc.compiler.spec import Spec
 from jinja2 import TemplateError
-
-from compiler.batch import DROP, ERROR, Batch, Pass, drops, field_column, location, size
-from compiler.sandbox import expression
-from compiler.spec import Spec
 
 
 def context_value(value: Any, as_json: bool) -> Any:

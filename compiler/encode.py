@@ -20,11 +20,10 @@ from itertools import chain
 
 import numpy as np
 import pyarrow as pa
-
-from compiler.batch import DROP, ERROR, Batch, Pass, drops, location, size
-from compiler.render import SEGMENTS
-from compiler.spec import Lengths, Spec
-from compiler.tokenizer import LoadedTokenizer
+from dsc.compiler.batch import DROP, ERROR, Batch, Pass, drops, location, size
+from dsc.compiler.render import SEGMENTS
+from dsc.compiler.spec import Lengths, Spec
+from dsc.compiler.tokenizer import LoadedTokenizer
 
 IGNORE = -100
 PROMPT_WINDOW = 16

@@ -20,9 +20,8 @@ import datasets
 import pyarrow as pa
 import pyarrow.compute as pc
 from datasets.table import InMemoryTable
+from dsc.compiler.batch import DROP, ERROR, Pass
 from tqdm.auto import tqdm
-
-from compiler.batch import DROP, ERROR, Pass
 
 
 def from_table(table: pa.Table) -> datasets.Dataset:
@@ -36,14 +35,16 @@ def _on_arrow(fn: Pass, schema: pa.Schema, remove: set[str]) -> Callable[[pa.Tab
     """Adapt a pass to Arrow batches.
 
     Input columns the pass does not replace are carried over as Arrow, untouched; new columns are converted with their
-    declared types (or taken as built, like token lists): far cheaper than type inference over Python objects."""
+    declared types (or taken as built, like token lists): far cheaper than type inference over Python objects. A
+    declared column no pass produced (a `_detail` nobody filled) is all null."""
 
     def run(table: pa.Table) -> pa.Table:
         out = fn(table.to_pydict())
         columns = {name: table.column(name) for name in table.column_names if name not in remove}
         for name, column in out.items():
             columns[name] = column if isinstance(column, pa.Array) else pa.array(column, type=schema.field(name).type)
-        return pa.Table.from_arrays([columns[f.name] for f in schema], schema=schema)
+        arrays = [columns[f.name] if f.name in columns else pa.nulls(len(table), f.type) for f in schema]
+        return pa.Table.from_arrays(arrays, schema=schema)
 
     return run
 

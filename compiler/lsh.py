@@ -16,8 +16,7 @@ from collections.abc import Callable
 from functools import lru_cache
 
 import numpy as np
-
-from compiler.minhash import mix64
+from dsc.compiler.minhash import mix64
 
 Measure = Callable[[np.ndarray, np.ndarray], np.ndarray]
 """Exact Jaccard of row pairs (u[i], v[i])."""

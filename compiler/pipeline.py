@@ -1,6 +1,6 @@
 """The build pipeline: sources -> validate/derive/render -> dedup (when the spec asks) -> tokenize/split -> splits, counts.
 
-Each phase is one run of chained passes over the whole set (`compiler.engine`: Arrow batches in one process, or
+Each phase is one run of chained passes over the whole set (`dsc.compiler.engine`: Arrow batches in one process, or
 `datasets.map` workers); between phases the rows marked dropped are counted and filtered, and records that must fail
 the build (bad records under `on_invalid: error`, over-long ones under `overflow: error`) raise a RecordError listing
 the first of them with their locations. Dedup's global step sits between render and tokenize.
@@ -16,19 +16,18 @@ import datasets
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-
-from compiler import engine
-from compiler.batch import BOOKKEEPING, DROP, ERROR, chain, field_column
-from compiler.dedup import VALIDATION, Duplicates, deduplicate
-from compiler.derive import make_derive_pass
-from compiler.encode import IGNORE, make_encode_pass
-from compiler.errors import Problem, RecordError
-from compiler.render import SEGMENTS, make_render_pass
-from compiler.sources import read_sources
-from compiler.spec import Spec
-from compiler.split import KEY, make_split_key_pass, validation_mask
-from compiler.tokenizer import LoadedTokenizer, load_tokenizer
-from compiler.validate import arrow_type, make_validate_pass
+from dsc.compiler import engine
+from dsc.compiler.batch import BOOKKEEPING, DETAIL, DROP, ERROR, chain, field_column
+from dsc.compiler.dedup import VALIDATION, Duplicates, deduplicate
+from dsc.compiler.derive import make_derive_pass
+from dsc.compiler.encode import IGNORE, make_encode_pass
+from dsc.compiler.errors import Problem, RecordError
+from dsc.compiler.render import SEGMENTS, make_render_pass
+from dsc.compiler.sources import read_sources
+from dsc.compiler.spec import Spec
+from dsc.compiler.split import KEY, make_split_key_pass, validation_mask
+from dsc.compiler.tokenizer import LoadedTokenizer, load_tokenizer
+from dsc.compiler.validate import arrow_type, make_validate_pass
 
 SHOWN_ERRORS = 10
 
@@ -99,12 +98,13 @@ def render(spec: Spec, options: Options) -> Rendered:
     features[KEY] = datasets.Value("int64")
     features[DROP] = datasets.Value("string")
     features[ERROR] = datasets.Value("string")
+    features[DETAIL] = datasets.Value("string")
     passes = chain(make_validate_pass(spec), make_derive_pass(spec), make_render_pass(spec), make_split_key_pass(spec.split))
     ds = engine.apply(ds, passes, desc="validate + render", features=features, remove_columns=["_record"], num_proc=options.num_proc)
     if spec.on_invalid == "error":
         _raise_errors(ds, "failed validation or rendering (on_invalid: error; set on_invalid: skip to drop them)")
     invalid = engine.reasons(ds)
-    return Rendered(dataset=engine.kept(ds, [DROP, ERROR]), read=len(read.table), invalid=invalid, inputs=read.inputs)
+    return Rendered(dataset=engine.kept(ds, [DROP, ERROR, DETAIL]), read=len(read.table), invalid=invalid, inputs=read.inputs)
 
 
 def _value(arrow: pa.DataType) -> datasets.Value:
@@ -174,6 +174,7 @@ def tokenize(spec: Spec, rendered: Rendered, tok: LoadedTokenizer, options: Opti
             "_drift": datasets.Value("bool"),
             DROP: datasets.Value("string"),
             ERROR: datasets.Value("string"),
+            DETAIL: datasets.Value("string"),
         }
     )
     features.pop(KEY, None)
@@ -194,7 +195,7 @@ def tokenize(spec: Spec, rendered: Rendered, tok: LoadedTokenizer, options: Opti
     del ds
     drop_column = table.column(DROP)
     n_train -= drop_column.slice(0, n_train).drop_null().length() if drop_column.null_count != len(table) else 0
-    table = engine.kept_table(table, [DROP, ERROR])
+    table = engine.kept_table(table, [DROP, ERROR, DETAIL])
     truncated = int(pc.sum(table.column("_truncated")).as_py() or 0)
     drift = int(pc.sum(table.column("_drift")).as_py() or 0)
     table = table.append_column("source_id", _source_ids(table)).select(list(PACKAGE_FEATURES))

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from dsc.compiler.batch import DROP, ERROR, Batch, Pass, drops, field_column, location, size
+from dsc.compiler.derive import context_value
+from dsc.compiler.sandbox import lone_variable, template
+from dsc.compiler.spec import Spec
 from jinja2 import TemplateError
-
-from compiler.batch import DROP, ERROR, Batch, Pass, drops, field_column, location, size
-from compiler.derive import context_value
-from compiler.sandbox import lone_variable, template
-from compiler.spec import Spec
 
 SEGMENTS = "_segments"
 

@@ -9,11 +9,11 @@ _HERE = Path(__file__).resolve().parent
 
 def _data_dir(name: str) -> Path:
     # A source checkout (or editable install) has formats/ and templates/ beside compiler/;
-    # a wheel ships them as package data under dsc/_data/ (see pyproject's force-include).
+    # a wheel ships compiler/ as dsc/compiler/ and the data under dsc/_data/ (see pyproject's force-include).
     checkout = _HERE.parent / name
-    if checkout.is_dir():
+    if (_HERE.parent / "dsc").is_dir() and checkout.is_dir():
         return checkout
-    return _HERE.parent / "dsc" / "_data" / name
+    return _HERE.parent / "_data" / name
 
 
 def formats_dir() -> Path:

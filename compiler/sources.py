@@ -16,9 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-
-from compiler.errors import Location, Problem, RecordError, SpecError
-from compiler.spec import FILE_FORMATS, SourceSpec, Spec
+from dsc.compiler.errors import Location, Problem, RecordError, SpecError
+from dsc.compiler.spec import FILE_FORMATS, SourceSpec, Spec
 
 RAW_SCHEMA = pa.schema(
     [

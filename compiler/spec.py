@@ -15,14 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
+from dsc.compiler import resources
+from dsc.compiler.dedup_spec import DedupSpec, parse_dedup
+from dsc.compiler.errors import Location, Problem, SpecError
+from dsc.compiler.sandbox import environment
+from dsc.compiler.training import TrainingSpec, parse_training
+from dsc.compiler.yaml_lines import KeyPath, line_of, load_yaml_with_lines
 from jinja2 import TemplateSyntaxError, meta
-
-from compiler import resources
-from compiler.dedup_spec import DedupSpec, parse_dedup
-from compiler.errors import Location, Problem, SpecError
-from compiler.sandbox import environment
-from compiler.training import TrainingSpec, parse_training
-from compiler.yaml_lines import KeyPath, line_of, load_yaml_with_lines
 
 MISSING: Any = object()
 """Marks a field without a default (None is a valid default)."""

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 import xxhash
-
-from compiler.batch import Batch, Pass, drops
-from compiler.spec import Split
+from dsc.compiler.batch import Batch, Pass, drops
+from dsc.compiler.spec import Split
 
 KEY = "_split_key"
 

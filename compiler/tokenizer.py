@@ -15,10 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from dsc.compiler.errors import Location, Problem, SpecError
+from dsc.compiler.spec import Spec, TokenizerSpec
 from tokenizers import Tokenizer
-
-from compiler.errors import Location, Problem, SpecError
-from compiler.spec import Spec, TokenizerSpec
 
 _TOKENIZER_FILES = [
     "tokenizer.json",

@@ -12,9 +12,8 @@ from typing import Any
 
 import jsonschema
 import pyarrow as pa
-
-from compiler.batch import DROP, ERROR, Batch, Pass, field_column, location, size
-from compiler.spec import MISSING, FieldSpec, Spec
+from dsc.compiler.batch import DROP, ERROR, Batch, Pass, field_column, location, size
+from dsc.compiler.spec import MISSING, FieldSpec, Spec
 
 _JSON_TYPES = {"string": "string", "integer": "integer", "number": "number", "boolean": "boolean", "array": "array", "object": "object"}
 _ARROW_TYPES = {"string": pa.string(), "integer": pa.int64(), "number": pa.float64(), "boolean": pa.bool_()}

@@ -5,8 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import yaml
-
-from compiler.errors import Location, Problem, SpecError
+from dsc.compiler.errors import Location, Problem, SpecError
 
 KeyPath = tuple[str | int, ...]
 

@@ -11,7 +11,14 @@
 from __future__ import annotations
 
 from importlib import metadata
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+# One import root: the core lives in `dsc.compiler` and `dsc.builders`. An installed wheel ships them inside this
+# package; a source checkout keeps them as top-level folders beside dsc/ (the repository's layout), found from here.
+_CHECKOUT = Path(__file__).resolve().parent.parent
+if not (Path(__file__).resolve().parent / "compiler").is_dir() and (_CHECKOUT / "compiler" / "__init__.py").is_file():
+    __path__.append(str(_CHECKOUT))  # noqa: F821 - a package's __path__
 
 try:
     __version__ = metadata.version("dsc")

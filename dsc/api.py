@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from builders.launcher import write_launcher
-from builders.package import Package, write_package
-from compiler.pipeline import Options, compile_spec
-from compiler.spec import load_spec
+from dsc.builders.launcher import write_launcher
+from dsc.builders.package import Package, write_package
+from dsc.compiler.pipeline import Options, compile_spec
+from dsc.compiler.spec import load_spec
 
 
 def build(
@@ -22,7 +22,7 @@ def build(
     """Build the package a format spec describes (with its training launcher) and return where it went and its manifest.
 
     `overrides` replace top-level spec keys (e.g. `tokenizer="path/to/tok"`, `lengths={"max_length": 256}`).
-    Raises `compiler.errors.SpecError` or `RecordError` (each lists located problems) when the build cannot be made.
+    Raises `dsc.compiler.errors.SpecError` or `RecordError` (each lists located problems) when the build cannot be made.
     """
     if output is not None:
         overrides["output"] = str(output)

@@ -98,8 +98,8 @@ def _progress(quiet: bool) -> None:
 
 
 def _cmd_formats(_: argparse.Namespace) -> int:
-    from compiler import resources
-    from compiler.yaml_lines import load_yaml_with_lines
+    from dsc.compiler import resources
+    from dsc.compiler.yaml_lines import load_yaml_with_lines
 
     for path in resources.builtin_formats():
         data, _lines = load_yaml_with_lines(path.read_text(encoding="utf-8"), str(path))
@@ -108,8 +108,8 @@ def _cmd_formats(_: argparse.Namespace) -> int:
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
-    from compiler.pipeline import Options, render
-    from compiler.spec import load_spec
+    from dsc.compiler.pipeline import Options, render
+    from dsc.compiler.spec import load_spec
 
     spec = load_spec(args.spec)
     _progress(args.quiet)
@@ -122,10 +122,10 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 
 def _cmd_build(args: argparse.Namespace) -> int:
-    from builders.launcher import write_launcher
-    from builders.package import write_package
-    from compiler.pipeline import Options, compile_spec
-    from compiler.spec import load_spec
+    from dsc.builders.launcher import write_launcher
+    from dsc.builders.package import write_package
+    from dsc.compiler.pipeline import Options, compile_spec
+    from dsc.compiler.spec import load_spec
 
     spec = load_spec(args.spec, _overrides(args))
     _progress(args.quiet)
@@ -151,8 +151,8 @@ def _publish(package: Path, repo: str, *, private: bool, command: str, revision:
              message: str | None = None) -> int:
     from huggingface_hub.utils import disable_progress_bars, logging
 
-    from builders.hub import publish
-    from compiler.errors import DscError
+    from dsc.builders.hub import publish
+    from dsc.compiler.errors import DscError
 
     logging.set_verbosity_error()  # dsc says itself whether a commit was made
     if not sys.stderr.isatty():
@@ -180,7 +180,7 @@ def _cmd_publish(args: argparse.Namespace) -> int:
 def _cmd_export(args: argparse.Namespace) -> int:
     import datasets
 
-    from builders.export import export
+    from dsc.builders.export import export
 
     datasets.disable_progress_bars()
     written = export(Path(args.package), args.to, Path(args.output) if args.output else None)
@@ -190,8 +190,8 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _cmd_generate(args: argparse.Namespace) -> int:
-    from compiler.generate.run import generate
-    from compiler.generate.spec import load_generate_spec
+    from dsc.compiler.generate.run import generate
+    from dsc.compiler.generate.spec import load_generate_spec
 
     given = {"num_instructions": args.num, "output": args.output, "model": args.model, "base_url": args.base_url}
     spec = load_generate_spec(args.spec, {k: v for k, v in given.items() if v is not None})
@@ -244,10 +244,10 @@ def _preview_duplicates(args: argparse.Namespace) -> int:
     """The first clusters dedup finds: the kept record's compared text beside each dropped one's."""
     import datasets
 
-    from compiler.dedup import compared_texts, deduplicate
-    from compiler.errors import Problem, SpecError
-    from compiler.pipeline import Options, render
-    from compiler.spec import load_spec
+    from dsc.compiler.dedup import compared_texts, deduplicate
+    from dsc.compiler.errors import Problem, SpecError
+    from dsc.compiler.pipeline import Options, render
+    from dsc.compiler.spec import load_spec
 
     spec = load_spec(args.spec, _overrides(args))
     if spec.dedup is None:
@@ -277,10 +277,10 @@ def _preview_duplicates(args: argparse.Namespace) -> int:
 def _cmd_preview(args: argparse.Namespace) -> int:
     if args.duplicates:
         return _preview_duplicates(args)
-    from compiler.encode import IGNORE
-    from compiler.pipeline import Options, render, tokenize
-    from compiler.spec import load_spec
-    from compiler.tokenizer import load_tokenizer
+    from dsc.compiler.encode import IGNORE
+    from dsc.compiler.pipeline import Options, render, tokenize
+    from dsc.compiler.spec import load_spec
+    from dsc.compiler.tokenizer import load_tokenizer
 
     spec = load_spec(args.spec, _overrides(args))
     import datasets
@@ -330,7 +330,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.command:
         parser.print_help()
         return 2
-    from compiler.errors import DscError
+    from dsc.compiler.errors import DscError
 
     try:
         return COMMANDS[args.command](args)

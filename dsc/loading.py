@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from compiler.errors import DscError, Location, Problem
+from dsc.compiler.errors import DscError, Location, Problem
 
 if TYPE_CHECKING:
     import datasets
@@ -32,7 +32,7 @@ def load(path_or_repo_id: str | Path, split: str | None = None, *, revision: str
 
     `split` picks one split (`"train"`, `"validation"`) and returns a `Dataset`; without it a `DatasetDict`. `revision`
     (Hub only) is a branch, tag or commit. Hub reads use huggingface_hub's token and HF_ENDPOINT.
-    Raises `compiler.errors.DscError` when the folder or repo holds no dsc package.
+    Raises `dsc.compiler.errors.DscError` when the folder or repo holds no dsc package.
     """
     import datasets
 

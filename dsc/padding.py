@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from compiler.encode import IGNORE
+from dsc.compiler.encode import IGNORE
 
 if TYPE_CHECKING:
     import torch

@@ -37,7 +37,7 @@ import sys
 import torch
 from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-from compiler.tokenizer import qwen3_path
+from dsc.compiler.tokenizer import qwen3_path
 
 tokenizer = AutoTokenizer.from_pretrained(str(qwen3_path()))
 config = LlamaConfig(

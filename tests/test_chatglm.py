@@ -8,10 +8,10 @@ from pathlib import Path
 import datasets
 import pytest
 from conftest import DATA, FORMATS
+from dsc.compiler.spec import TokenizerSpec
+from dsc.compiler.tokenizer import load_tokenizer
 
 import dsc
-from compiler.spec import TokenizerSpec
-from compiler.tokenizer import load_tokenizer
 
 
 def chatglm6b_prompt(query: str, history: list[list[str]]) -> str:

@@ -44,7 +44,7 @@ def test_build_by_builtin_name_with_options(tmp_path: Path) -> None:
 
 
 def test_build_default_output_and_tokenizer_override(tmp_path: Path) -> None:
-    from compiler.tokenizer import qwen3_path
+    from dsc.compiler.tokenizer import qwen3_path
 
     result = run_dsc("build", str(REPO / "formats/alpaca.yaml"), "--limit", "20", "--tokenizer", str(qwen3_path()), "-q", cwd=tmp_path)
     assert result.returncode == 0, result.stderr

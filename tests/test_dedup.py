@@ -11,10 +11,9 @@ import numpy as np
 import pytest
 from conftest import DATA, FORMATS, run_dsc
 from datasketch import LeanMinHash, MinHash
-
-from compiler.dedup_spec import Near, Normalize
-from compiler.lsh import find, union
-from compiler.minhash import batch_signatures, shingle_hashes, signatures, tokens
+from dsc.compiler.dedup_spec import Near, Normalize
+from dsc.compiler.lsh import find, union
+from dsc.compiler.minhash import batch_signatures, shingle_hashes, signatures, tokens
 
 
 def _alpaca_texts(n: int) -> list[str]:

@@ -14,11 +14,10 @@ from typing import Any
 import datasets
 import pytest
 from conftest import DATA
+from dsc.compiler.dedup import Duplicates, deduplicate
+from dsc.compiler.pipeline import Options, render
+from dsc.compiler.spec import load_spec
 from near_copies import chinese_edit, distinct, english_edit, scores, sharing_a_template, with_near_copies
-
-from compiler.dedup import Duplicates, deduplicate
-from compiler.pipeline import Options, render
-from compiler.spec import load_spec
 
 AIM = 0.95
 

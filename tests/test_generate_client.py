@@ -7,10 +7,9 @@ from pathlib import Path
 
 import pytest
 from conftest import DATA
+from dsc.compiler.generate.client import Client, EndpointError, RequestFailed
+from dsc.compiler.generate.spec import GenerateSpec, load_generate_spec
 from openai_server import OpenAIServer, Reply, context_error, error, ok, scripted
-
-from compiler.generate.client import Client, EndpointError, RequestFailed
-from compiler.generate.spec import GenerateSpec, load_generate_spec
 
 SEEDS = DATA / "alpaca_seed_tasks.jsonl"
 

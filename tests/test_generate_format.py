@@ -10,12 +10,11 @@ from pathlib import Path
 
 import pytest
 from conftest import DATA, FORMATS, REPO, run_dsc
-
-from compiler.errors import RecordError, SpecError
-from compiler.generate.encoding import Task, encode_prompt, parse_completion
-from compiler.generate.filters import ALPACA_BLACKLIST, Filters
-from compiler.generate.run import examples_for, prompt_for
-from compiler.generate.spec import load_generate_spec, read_seeds
+from dsc.compiler.errors import RecordError, SpecError
+from dsc.compiler.generate.encoding import Task, encode_prompt, parse_completion
+from dsc.compiler.generate.filters import ALPACA_BLACKLIST, Filters
+from dsc.compiler.generate.run import examples_for, prompt_for
+from dsc.compiler.generate.spec import load_generate_spec, read_seeds
 
 SHARED_PROMPT = Path("/work/shared/data/alpaca_self_instruct_prompt.txt")
 SEEDS = DATA / "alpaca_seed_tasks.jsonl"

@@ -10,11 +10,10 @@ import re
 import numpy as np
 import pytest
 from conftest import DATA
-
-from compiler.dedup_spec import Near
-from compiler.generate.novelty import MinHashNovelty, RougeNovelty
-from compiler.generate.rouge import RougeIndex, tokenize
-from compiler.generate.spec import DEFAULT_MINHASH_NGRAM, DEFAULT_MINHASH_THRESHOLD, read_seeds
+from dsc.compiler.dedup_spec import Near
+from dsc.compiler.generate.novelty import MinHashNovelty, RougeNovelty
+from dsc.compiler.generate.rouge import RougeIndex, tokenize
+from dsc.compiler.generate.spec import DEFAULT_MINHASH_NGRAM, DEFAULT_MINHASH_THRESHOLD, read_seeds
 
 SEEDS = [t.instruction for t in read_seeds(DATA / "alpaca_seed_tasks.jsonl")]
 DEMO = [r["instruction"] for r in json.loads((DATA / "alpaca_en_demo.json").read_text(encoding="utf-8"))]

@@ -13,14 +13,13 @@ from pathlib import Path
 
 import pytest
 from conftest import DATA, FORMATS, REPO, run_dsc
+from dsc.compiler.errors import SpecError
+from dsc.compiler.generate.journal import journal_path
+from dsc.compiler.generate.run import GenerateStopped, generate, prompt_for
+from dsc.compiler.generate.spec import load_generate_spec
+from dsc.compiler.yaml_lines import load_yaml_with_lines
 from openai_server import Composer, OpenAIServer, error, ok, scripted, task_block
 from test_generate_format import reference_parse
-
-from compiler.errors import SpecError
-from compiler.generate.journal import journal_path
-from compiler.generate.run import GenerateStopped, generate, prompt_for
-from compiler.generate.spec import load_generate_spec
-from compiler.yaml_lines import load_yaml_with_lines
 
 SEEDS = DATA / "alpaca_seed_tasks.jsonl"
 POOL = json.loads((DATA / "alpaca_en_demo.json").read_text(encoding="utf-8"))

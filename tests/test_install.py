@@ -37,8 +37,11 @@ def test_wheel_builds_builtin_formats_outside_the_repo(tmp_path: Path) -> None:
     )
     assert run.returncode == 0, run.stderr
     where = subprocess.run(
-        [sys.executable, "-c", "import compiler; print(compiler.__file__)"], cwd=work, env=env, capture_output=True, text=True
+        [sys.executable, "-c", "import dsc.compiler; print(dsc.compiler.__file__)"], cwd=work, env=env, capture_output=True, text=True
     )
     assert where.stdout.startswith(str(target))  # the wheel's code ran, not the checkout's
+    installed = sorted(p.name for p in target.iterdir() if p.name not in ("bin", "__pycache__") and not p.name.endswith(".dist-info"))
+    assert installed == ["dsc"]  # one import root: no generic top-level names such as compiler or builders
+    assert "dsc/compiler/spec.py" in names and "dsc/builders/package.py" in names
     package = work / "build" / "adgen"
     assert (package / "data" / "train-00000-of-00001.parquet").is_file() and (package / "train.py").is_file()

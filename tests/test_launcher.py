@@ -30,9 +30,8 @@ LAUNCHER_FILES = ("train.py", "launch.sh", "accelerate_fsdp.yaml", "ds_zero3.jso
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 2-layer, 16-wide random Llama with the Qwen3 vocabulary, saved with the Qwen3 tokenizer files."""
+    from dsc.compiler.tokenizer import qwen3_path
     from transformers import AutoTokenizer, LlamaForCausalLM
-
-    from compiler.tokenizer import qwen3_path
 
     folder = tmp_path_factory.mktemp("tiny-llama")
     tokenizer = AutoTokenizer.from_pretrained(str(qwen3_path()))

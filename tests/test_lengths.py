@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from compiler.encode import IGNORE, fit
-from compiler.spec import Lengths
+from dsc.compiler.encode import IGNORE, fit
+from dsc.compiler.spec import Lengths
 
 EOS = 99
 SRC = [1, 2, 3, 4, 5, 6]

@@ -6,9 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
+from dsc.compiler.errors import DscError
 
 import dsc
-from compiler.errors import DscError
 
 
 def test_load_returns_the_splits_and_the_manifest(packages):

@@ -12,11 +12,11 @@ import datasets
 import pytest
 import yaml
 from conftest import DATA, FORMATS
+from dsc.builders.package import write_package
+from dsc.compiler.pipeline import Options, compile_spec
+from dsc.compiler.spec import load_spec
 
 import dsc
-from builders.package import write_package
-from compiler.pipeline import Options, compile_spec
-from compiler.spec import load_spec
 
 
 def card_header(package: Path) -> dict:
@@ -136,7 +136,7 @@ def test_rebuild_in_place_loads_the_new_rows(tmp_path: Path) -> None:
 
 
 def test_every_built_in_format_builds(tmp_path: Path) -> None:
-    from compiler import resources
+    from dsc.compiler import resources
 
     names = [p.stem for p in resources.builtin_formats()]
     assert {"alpaca", "adgen", "adgen-chatglm", "adgen-chatglm2", "gorilla", "gorilla-retriever"} <= set(names)
@@ -157,7 +157,7 @@ def test_a_killed_build_is_cleaned_up_by_the_next(tmp_path: Path, packages) -> N
     import subprocess
     import sys
 
-    from builders.package import reclaim
+    from dsc.builders.package import reclaim
 
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     pid = int(dead.stdout)

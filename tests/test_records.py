@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 from conftest import DATA, run_dsc
+from dsc.compiler.errors import RecordError
 
 import dsc
-from compiler.errors import RecordError
 
 SPEC = """name: bad
 sources:
@@ -150,9 +150,8 @@ def test_quick_check_agrees_with_json_schema() -> None:
     import itertools
 
     import jsonschema
-
-    from compiler.spec import FieldSpec
-    from compiler.validate import field_schema, quick_check
+    from dsc.compiler.spec import FieldSpec
+    from dsc.compiler.validate import field_schema, quick_check
 
     fields = (
         FieldSpec("s", "string", required=True),
@@ -185,7 +184,7 @@ def test_quick_check_agrees_with_json_schema() -> None:
 
 
 def test_lone_variable_fast_path_renders_like_jinja() -> None:
-    from compiler.sandbox import lone_variable, template
+    from dsc.compiler.sandbox import lone_variable, template
 
     assert lone_variable("{{ output }}") == "output"
     for text in ("{{ output }}\n", "x{{ output }}", "{{ output | upper }}", "{{ a }}{{ b }}", "{{ a.b }}"):

@@ -6,9 +6,8 @@ from pathlib import Path
 
 import pytest
 from conftest import DATA, run_dsc
-
-from compiler.errors import SpecError
-from compiler.spec import load_spec
+from dsc.compiler.errors import SpecError
+from dsc.compiler.spec import load_spec
 
 GOOD = f"""name: demo
 sources:

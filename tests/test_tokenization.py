@@ -13,11 +13,11 @@ from pathlib import Path
 import datasets
 import pytest
 from conftest import DATA, FORMATS
+from dsc.compiler.encode import IGNORE
+from dsc.compiler.tokenizer import qwen3_path
 from transformers import AutoTokenizer
 
 import dsc
-from compiler.encode import IGNORE
-from compiler.tokenizer import qwen3_path
 
 UNLIMITED = {"max_length": 1_000_000}
 
@@ -173,7 +173,7 @@ templates: {{prompt: "Prompt {{{{ p }}}}", response: "{{{{ r }}}}"}}
 
 
 def test_head_cut_is_a_word_boundary() -> None:
-    from compiler.encode import RESPONSE_WINDOW, head_cut
+    from dsc.compiler.encode import RESPONSE_WINDOW, head_cut
 
     assert head_cut("Hello world") == 5
     assert head_cut(" Hello") == 0  # a leading space is not a cut

@@ -6,10 +6,9 @@ from pathlib import Path
 
 import pytest
 from conftest import FORMATS, run_dsc
-
-from compiler.errors import SpecError
-from compiler.spec import load_spec, spec_schema
-from compiler.training import DEFAULT_MODEL, RECIPES, default_training
+from dsc.compiler.errors import SpecError
+from dsc.compiler.spec import load_spec, spec_schema
+from dsc.compiler.training import DEFAULT_MODEL, RECIPES, default_training
 
 
 def _spec_with(tmp_path: Path, training: str) -> Path:

@@ -11,9 +11,9 @@ torch = pytest.importorskip("torch")
 trl = pytest.importorskip("trl")
 
 from conftest import tiny_llama_config  # noqa: E402
+from dsc.compiler.tokenizer import qwen3_path  # noqa: E402
 
 import dsc  # noqa: E402
-from compiler.tokenizer import qwen3_path  # noqa: E402
 
 STEPS = 4
 

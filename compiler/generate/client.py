@@ -21,8 +21,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from compiler.errors import DscError
-from compiler.generate.spec import GenerateSpec
+from dsc.compiler.errors import DscError
+from dsc.compiler.generate.spec import GenerateSpec
 
 SHRINK = 0.8
 MAX_DELAY = 60.0

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from compiler.errors import Location, Problem, SpecError
+from dsc.compiler.errors import Location, Problem, SpecError
 
 
 def journal_path(output: Path) -> Path:

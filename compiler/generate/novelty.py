@@ -14,11 +14,10 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
-
-from compiler.dedup_spec import Near, Normalize
-from compiler.generate.rouge import RougeIndex, tokenize
-from compiler.lsh import MARGIN, band_keys, band_shape
-from compiler.minhash import batch_signatures, shingle_sets
+from dsc.compiler.dedup_spec import Near, Normalize
+from dsc.compiler.generate.rouge import RougeIndex, tokenize
+from dsc.compiler.lsh import MARGIN, band_keys, band_shape
+from dsc.compiler.minhash import batch_signatures, shingle_sets
 
 MINHASH = "minhash"
 ROUGE_L = "rouge-l"

@@ -19,15 +19,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from dsc.compiler.errors import DscError, Location, Problem, SpecError
+from dsc.compiler.generate import journal
+from dsc.compiler.generate.client import Client, Completion, RequestFailed
+from dsc.compiler.generate.encoding import Task, encode_prompt, parse_completion
+from dsc.compiler.generate.novelty import ROUGE_L, MinHashNovelty, Novelty, RougeNovelty
+from dsc.compiler.generate.spec import GenerateSpec
+from dsc.compiler.sandbox import template
 from tqdm import tqdm
-
-from compiler.errors import DscError, Location, Problem, SpecError
-from compiler.generate import journal
-from compiler.generate.client import Client, Completion, RequestFailed
-from compiler.generate.encoding import Task, encode_prompt, parse_completion
-from compiler.generate.novelty import ROUGE_L, MinHashNovelty, Novelty, RougeNovelty
-from compiler.generate.spec import GenerateSpec
-from compiler.sandbox import template
 
 TOO_SIMILAR = "too similar"
 MALFORMED = "malformed"

@@ -12,13 +12,13 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from compiler import resources
-from compiler.dedup_spec import Near
-from compiler.errors import Location, Problem, RecordError
-from compiler.generate.encoding import Task
-from compiler.generate.filters import ALPACA_BLACKLIST, ALPACA_PREFIXES, Filters
-from compiler.generate.novelty import MINHASH, ROUGE_L
-from compiler.spec import (
+from dsc.compiler import resources
+from dsc.compiler.dedup_spec import Near
+from dsc.compiler.errors import Location, Problem, RecordError
+from dsc.compiler.generate.encoding import Task
+from dsc.compiler.generate.filters import ALPACA_BLACKLIST, ALPACA_PREFIXES, Filters
+from dsc.compiler.generate.novelty import MINHASH, ROUGE_L
+from dsc.compiler.spec import (
     SpecContext,
     Template,
     check_names,
