@@ -146,9 +146,13 @@ class Spec:
     resolved: dict[str, Any] = field(default_factory=dict)
     lines: dict[KeyPath, int] = field(default_factory=dict)
     training: TrainingSpec | None = None
+    overridden: dict[str, str] = field(default_factory=dict)
 
     def where(self, *path: str | int) -> Location:
-        """The spec file and line of a key path, for problems found after loading (tokenizer, sources)."""
+        """The spec file and line of a key path, for problems found after loading (tokenizer, sources); for a top-level
+        key an override replaced, the override's origin instead (`--tokenizer`), since the spec's line is not the culprit."""
+        if path and path[0] in self.overridden:
+            return Location(field=self.overridden[str(path[0])])
         return Location(str(self.path), line_of(self.lines, path))
 
     @property
@@ -391,8 +395,9 @@ def read_spec_file(found: Path | None, given: str | Path, kind: str, keys: str) 
     return data, ctx
 
 
-def load_spec(path: str | Path, overrides: dict[str, Any] | None = None) -> Spec:
-    """Read, check and resolve a format spec; `overrides` replace top-level keys (the CLI's --output, --tokenizer)."""
+def load_spec(path: str | Path, overrides: dict[str, Any] | None = None, origins: dict[str, str] | None = None) -> Spec:
+    """Read, check and resolve a format spec; `overrides` replace top-level keys (the CLI's --output, --tokenizer), and
+    `origins` name where each came from (`{"tokenizer": "--tokenizer"}`) for problems found later (Spec.where)."""
     data, ctx = read_spec_file(resources.find_spec_file(str(path)), path, "format", "name:, sources:, fields:, templates:, ...")
     file = ctx.file
     data = merge_overrides(data, overrides or {})
@@ -499,4 +504,5 @@ def load_spec(path: str | Path, overrides: dict[str, Any] | None = None) -> Spec
         resolved=resolved,
         lines=ctx.lines,
         training=parse_training(data.get("training"), ctx.fail),
+        overridden={k: (origins or {}).get(k, f"the {k} override") for k, v in (overrides or {}).items() if v is not None},
     )

@@ -80,6 +80,10 @@ def _positive(text: str) -> int:
     return value
 
 
+# Where each override comes from: a problem with an overridden key names the option, not the spec's line.
+OVERRIDE_ORIGINS = {"output": "--output", "tokenizer": "--tokenizer"}
+
+
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if getattr(args, "output", None):
@@ -127,7 +131,7 @@ def _cmd_build(args: argparse.Namespace) -> int:
     from dsc.compiler.pipeline import Options, compile_spec
     from dsc.compiler.spec import load_spec
 
-    spec = load_spec(args.spec, _overrides(args))
+    spec = load_spec(args.spec, _overrides(args), OVERRIDE_ORIGINS)
     _progress(args.quiet)
     compiled = compile_spec(spec, Options(limit=args.limit, num_proc=args.num_proc))
     package = write_package(compiled, spec.output, extra=[write_launcher])
@@ -249,7 +253,7 @@ def _preview_duplicates(args: argparse.Namespace) -> int:
     from dsc.compiler.pipeline import Options, render
     from dsc.compiler.spec import load_spec
 
-    spec = load_spec(args.spec, _overrides(args))
+    spec = load_spec(args.spec, _overrides(args), OVERRIDE_ORIGINS)
     if spec.dedup is None:
         raise SpecError(Problem("the spec has no dedup: section, so there are no clusters to show", spec.where()))
     datasets.disable_progress_bars()
@@ -282,7 +286,7 @@ def _cmd_preview(args: argparse.Namespace) -> int:
     from dsc.compiler.spec import load_spec
     from dsc.compiler.tokenizer import load_tokenizer
 
-    spec = load_spec(args.spec, _overrides(args))
+    spec = load_spec(args.spec, _overrides(args), OVERRIDE_ORIGINS)
     import datasets
 
     datasets.disable_progress_bars()
