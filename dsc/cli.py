@@ -7,6 +7,8 @@ or more located lines on stderr, never a traceback.
 from __future__ import annotations
 
 import argparse
+import os
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -39,6 +41,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("-n", type=_positive, default=3, metavar="N", help="records to show (default 3)")
     p.add_argument("--tokenizer", metavar="NAME", help="qwen3, a local tokenizer folder, or a Hub id")
     p.add_argument("--duplicates", type=_positive, metavar="N", help="instead, show N dedup clusters side by side")
+    p.add_argument("--color", choices=["auto", "always", "never"], default="auto",
+                   help="trained tokens green, masked ones dim (auto: on a terminal, unless NO_COLOR is set)")
 
     sub.add_parser("formats", help="list the built-in formats", description="list the built-in formats")
 
@@ -217,6 +221,37 @@ def _show_token(text: str) -> str:
     return text.replace("\n", "↵").replace("\t", "→")
 
 
+TRAINED, MASKED, RESET = "\x1b[32m", "\x1b[2m", "\x1b[0m"
+
+
+def _use_color(choice: str) -> bool:
+    """--color always/never, or auto: on a terminal that is not dumb, unless NO_COLOR is set (no-color.org)."""
+    if choice != "auto":
+        return choice == "always"
+    return sys.stdout.isatty() and not os.environ.get("NO_COLOR") and os.environ.get("TERM") != "dumb"
+
+
+def _token_rows(tokens: list[tuple[str, bool]], width: int, color: bool) -> list[str]:
+    """(text, masked) tokens as rows of at most `width` cells, `|` between tokens; a row also ends after a newline,
+    so the rendered text's lines (a conversation's turns) stay visible. Masked tokens are dim with colour, else [bracketed]."""
+    rows: list[str] = []
+    row, used = "", 0
+    for text, masked in tokens:
+        shown = _show_token(text)
+        for piece in _wrap(shown, width - 2) if shown else [""]:
+            plain = f"[{piece}]" if masked and not color else piece
+            cells = sum(map(_cells, plain))
+            if used and used + 1 + cells > width:
+                rows.append(row)
+                row, used = "", 0
+            styled = f"{MASKED if masked else TRAINED}{plain}{RESET}" if color else plain
+            row, used = (f"{row}|{styled}", used + 1 + cells) if used else (styled, cells)
+        if text.endswith("\n"):
+            rows.append(row)
+            row, used = "", 0
+    return [*rows, row] if used else rows
+
+
 def _cells(ch: str) -> int:
     import unicodedata
 
@@ -295,19 +330,19 @@ def _cmd_preview(args: argparse.Namespace) -> int:
     compiled = tokenize(spec, rendered, tok, Options())
     rows = [row for split in compiled.splits.values() for row in split]
     rows.sort(key=lambda r: int(r["source_id"].rsplit("#", 1)[1]))
-    print(f"{spec.name}: {len(rows)} record(s); tokenizer {tok.name}; [masked] tokens have label -100")
+    color = _use_color(args.color)
+    width = max(20, shutil.get_terminal_size((100, 24)).columns)
+    legend = f"{TRAINED}trained{RESET} and {MASKED}masked{RESET} (label -100) tokens" if color else "[masked] tokens have label -100"
+    print(f"{spec.name}: {len(rows)} record(s); tokenizer {tok.name}; {legend}")
     for row in rows[: args.n]:
         ids, labels = row["input_ids"], row["labels"]
         masked = sum(1 for x in labels if x == IGNORE)
         print(f"\n── {row['source_id']} " + "─" * 40)
         print("prompt:\n" + row["prompt"])
         print("response:\n" + row["response"])
-        shown = []
-        for token, label in zip(ids, labels, strict=True):
-            text = _show_token(tok.backend.decode([token], skip_special_tokens=False))
-            shown.append(f"[{text}]" if label == IGNORE else text)
+        texts = [tok.backend.decode([token], skip_special_tokens=False) for token in ids]
         print(f"tokens: {len(ids)} ({masked} masked, {len(ids) - masked} trained)")
-        print("|".join(shown))
+        print("\n".join(_token_rows(list(zip(texts, [label == IGNORE for label in labels], strict=True)), width, color)))
     return 0
 
 
