@@ -53,6 +53,16 @@ def test_hub_id_with_dots_builds_from_the_cache_offline(hf_home: Path, tmp_path:
     assert tok["sha256"] == load_tokenizer(TokenizerSpec(name="qwen3")).sha256  # the cached files are Qwen3's
 
 
+def test_spec_hub_id_pinned_to_a_commit_previews_offline(hf_home: Path, tmp_path: Path) -> None:
+    spec_file = tmp_path / "adgen.yaml"
+    pinned = f"tokenizer: {{name: {REPO_ID}, revision: {COMMIT}}}"
+    spec_file.write_text((FORMATS / "adgen.yaml").read_text(encoding="utf-8").replace("tokenizer: qwen3", pinned))
+    shutil.copytree(FORMATS / "data", tmp_path / "data")
+    done = run_dsc("preview", str(spec_file), "-n", "1", env=_offline(hf_home))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(f"adgen: 1 record(s); tokenizer {REPO_ID};")
+
+
 def test_bad_hub_id_names_the_option_in_one_line(hf_home: Path, tmp_path: Path) -> None:
     out = tmp_path / "pkg"
     done = run_dsc("build", "adgen", "--limit", "5", "-o", str(out), "--tokenizer", "Qwen/Qwen3-0.7B", "-q", env=_offline(hf_home))
