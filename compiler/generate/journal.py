@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -41,6 +42,8 @@ class State:
     """One past the highest request id ever journaled: new requests start here."""
     kept: list[dict[str, Any]] = field(default_factory=list)
     dropped: dict[str, int] = field(default_factory=dict)
+    max_tokens: int | None = None
+    """The smallest max_tokens an answer was journaled with: where context-length cuts left it."""
 
 
 def _read_lines(path: Path) -> list[dict[str, Any]]:
@@ -61,6 +64,31 @@ def _read_lines(path: Path) -> list[dict[str, Any]]:
         with path.open("r+b") as fh:
             fh.truncate(good)
     return out
+
+
+def check_writable(output: Path) -> None:
+    """Make the output's folder, or say in one located line why it cannot be written there (exit 2)."""
+    problem = None
+    folder = next(p for p in (output.parent, *output.parent.parents) if p.exists() or p == p.parent)
+    if output.is_dir():
+        problem = "is a folder; give the output as a file path (e.g. .../generated.jsonl)"
+    elif not folder.is_dir():
+        problem = f"cannot be written: {folder} is a file, not a folder"
+    else:
+        try:
+            output.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            problem = f"cannot create its folder {output.parent}: {exc.strerror or exc}"
+        else:
+            try:
+                for path in (output, journal_path(output)):
+                    if path.exists():
+                        path.open("a", encoding="utf-8").close()
+                tempfile.TemporaryFile(dir=output.parent).close()
+            except OSError as exc:
+                problem = f"cannot be written: {exc.strerror or exc}: {exc.filename or output.parent}"
+    if problem:
+        raise SpecError(Problem(problem, Location(str(output))))
 
 
 def load(output: Path, settings: dict[str, Any]) -> State:
@@ -91,6 +119,8 @@ def load(output: Path, settings: dict[str, Any]) -> State:
         else:
             state.responses[line["request"]] = line
             state.issued = max(state.issued, line["request"] + 1)
+            if "max_tokens" in line:
+                state.max_tokens = min(line["max_tokens"], state.max_tokens or line["max_tokens"])
     records = _read_lines(output)
     for number, record in enumerate(records, start=1):
         if not isinstance(record, dict) or not all(isinstance(record.get(k), int) for k in ("request", "candidate")):
