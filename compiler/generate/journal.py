@@ -13,6 +13,8 @@ So after a crash (kill -9, Ctrl-C, power loss of the last lines) the state is: e
 is finished; responses journaled after it are reused, never asked for again (a batch killed half-way re-sends only
 the requests that had not answered); output records of a request with no "done" line are cut off and that request
 is processed again from its journaled text, which gives the same records. A torn last line in either file is cut.
+Each response line carries the max_tokens it was answered with, so a resumed run starts from a context-length cut
+an earlier run found instead of finding it again.
 """
 
 from __future__ import annotations
@@ -80,15 +82,24 @@ def check_writable(output: Path) -> None:
         except OSError as exc:
             problem = f"cannot create its folder {output.parent}: {exc.strerror or exc}"
         else:
-            try:
-                for path in (output, journal_path(output)):
-                    if path.exists():
-                        path.open("a", encoding="utf-8").close()
-                tempfile.TemporaryFile(dir=output.parent).close()
-            except OSError as exc:
-                problem = f"cannot be written: {exc.strerror or exc}: {exc.filename or output.parent}"
+            problem = _unwritable(output)
     if problem:
         raise SpecError(Problem(problem, Location(str(output))))
+
+
+def _unwritable(output: Path) -> str | None:
+    """Why the output or its journal cannot be appended to (a folder that takes no new file, a file that is read-only)."""
+    for path in (output, journal_path(output)):
+        if path.exists():
+            try:
+                path.open("a", encoding="utf-8").close()
+            except OSError as exc:
+                return f"cannot be written: {path} ({exc.strerror or exc})"
+    try:
+        tempfile.TemporaryFile(dir=output.parent).close()
+    except OSError as exc:
+        return f"cannot be written: the folder {output.parent} takes no new file ({exc.strerror or exc})"
+    return None
 
 
 def load(output: Path, settings: dict[str, Any]) -> State:

@@ -160,7 +160,7 @@ class _Run:
         )
 
     def _quiet(self, kept: int, counts: dict[str, int]) -> None:
-        """Count a request that kept nothing; stop after `stall.requests` of them in a row."""
+        """Count a processed request and what it kept; stop after `stall.requests` in a row that kept nothing."""
         self.processed += 1
         self.kept_here += kept
         if kept:
