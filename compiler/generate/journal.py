@@ -114,6 +114,9 @@ def load(output: Path, settings: dict[str, Any]) -> State:
     lines = _read_lines(journal)
     if not lines or "settings" not in lines[0]:
         raise SpecError(Problem("not a dsc generate journal; use a new output path", Location(str(journal))))
+    if lines[0]["settings"] != settings and len(lines) == 1 and not (output.exists() and output.stat().st_size):
+        journal.unlink()  # nothing was asked yet (the endpoint was wrong, say): start over under the new settings
+        return State()
     if lines[0]["settings"] != settings:
         changed = sorted(k for k in settings if lines[0]["settings"].get(k) != settings[k])
         message = (
