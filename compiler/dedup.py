@@ -23,7 +23,7 @@ import pyarrow as pa
 from dsc.compiler import engine
 from dsc.compiler.batch import Batch, Pass, field_column, source_id
 from dsc.compiler.dedup_spec import RENDERED, DedupSpec
-from dsc.compiler.lsh import Measure, band_shape, find, near_clusters, similarity, union
+from dsc.compiler.lsh import Measure, band_shape, find, jaccard, near_clusters, similarity, union
 from dsc.compiler.lsh import buckets as equal_key_pairs
 from dsc.compiler.minhash import HASH_SCHEME, SCHEME, batch_signatures, exact_keys, shingle_sets
 from dsc.compiler.spec import Spec
@@ -147,9 +147,7 @@ def exact_similarity(table: pa.Table, dedup: DedupSpec) -> Measure:
         at = {r: i for i, r in enumerate(rows.tolist())}
         out = np.empty(len(u))
         for i, (a, b) in enumerate(zip(u.tolist(), v.tolist(), strict=True)):
-            sa, sb = sets[at[a]], sets[at[b]]
-            both = np.intersect1d(sa, sb, assume_unique=True).size
-            out[i] = both / max(1, sa.size + sb.size - both)
+            out[i] = jaccard(sets[at[a]], sets[at[b]])
         return out
 
     return measure

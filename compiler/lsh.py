@@ -80,6 +80,12 @@ def buckets(keys: np.ndarray, members: np.ndarray) -> tuple[np.ndarray, np.ndarr
     return heads[~opens], members[order[~opens]]
 
 
+def jaccard(a: np.ndarray, b: np.ndarray) -> float:
+    """Exact Jaccard of two shingle sets, each a sorted array of distinct hashes."""
+    both = np.intersect1d(a, b, assume_unique=True).size
+    return both / max(1, a.size + b.size - both)
+
+
 def band_keys(block: np.ndarray) -> np.ndarray:
     """64-bit hash of each row of a (records, rows) band of signatures."""
     key = np.zeros(len(block), dtype=np.uint64)
