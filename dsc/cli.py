@@ -56,7 +56,7 @@ def _parser() -> argparse.ArgumentParser:
                          "lines to paste")
     exp.add_argument("package", help="a package folder (build/<name>)")
     exp.add_argument("--to", required=True, choices=["llamafactory", "axolotl"], help="the trainer")
-    exp.add_argument("--output", "-o", metavar="DIR", help="where to write (default <package>/export/<trainer>)")
+    exp.add_argument("--output", "-o", metavar="DIR", help="where to write (default <package>-<trainer> beside the package)")
 
     gen = sub.add_parser("generate", help="write new instruction data with an LLM (self-instruct), from a generate spec",
                          description="write new instruction data with an LLM (Stanford Alpaca's self-instruct) against an "
