@@ -54,7 +54,7 @@ def check_replaceable(target: Path, kind: Kind) -> None:
     if not (target.exists() or target.is_symlink()):
         return
     if not target.is_dir():
-        raise _refuse(target, f"is a file, not a {kind.what} folder; refusing to replace it (choose another output)")
+        raise _refuse(target, f"is a file, and a dsc {kind.what} is a folder; refusing to replace the file (choose another output)")
     if any(target.iterdir()) and not kind.owns(target):
         raise _refuse(
             target,
