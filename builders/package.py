@@ -101,6 +101,13 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def _ours(leftover: Path, what: str, kind: Kind) -> bool:
+    """A staging folder, or a moved-aside folder that is empty or of `kind`: safe to delete."""
+    if not leftover.is_dir() or leftover.is_symlink():
+        return False
+    return what == "tmp" or kind.owns(leftover) or not any(leftover.iterdir())
+
+
 def reclaim(target: Path, kind: Kind = PACKAGE) -> None:
     """Clean up after builds that were killed (SIGKILL, power loss) while writing `target`.
 
@@ -112,12 +119,12 @@ def reclaim(target: Path, kind: Kind = PACKAGE) -> None:
     for leftover in sorted(target.parent.iterdir()) if target.parent.is_dir() else []:
         if not leftover.name.startswith(prefix):
             continue
-        kind_pid = leftover.name[len(prefix) :].split("-")
-        if len(kind_pid) != 3 or kind_pid[0] not in ("tmp", "old") or not kind_pid[1].isdigit() or _alive(int(kind_pid[1])):
+        parts = leftover.name[len(prefix) :].split("-")
+        if len(parts) != 3 or parts[0] not in ("tmp", "old") or not parts[1].isdigit() or _alive(int(parts[1])):
             continue
-        if kind_pid[0] == "old" and not (target.exists() or target.is_symlink()):
+        if parts[0] == "old" and not (target.exists() or target.is_symlink()):
             os.rename(leftover, target)
-        elif leftover.is_dir() and not leftover.is_symlink() and (kind_pid[0] == "tmp" or kind.owns(leftover)):
+        elif _ours(leftover, parts[0], kind):
             shutil.rmtree(leftover, ignore_errors=True)
 
 
@@ -132,9 +139,9 @@ def staging(target: Path, kind: Kind = PACKAGE) -> Iterator[Path]:
     `target` must be absent, an empty folder or a folder of `kind` (checked before and again at the swap). The
     folder it replaces is moved aside, then removed once the new one is in place, or moved back if the swap fails."""
     target = target.resolve()
-    check_replaceable(target, kind)
     target.parent.mkdir(parents=True, exist_ok=True)
     reclaim(target, kind)
+    check_replaceable(target, kind)
     stage = _sibling(target, "tmp")
     stage.mkdir()
     try:

@@ -8,9 +8,10 @@ import shutil
 import sys
 from pathlib import Path
 
-import dsc
 from conftest import DATA, FORMATS, REPO
 from dsc.compiler.tokenizer import qwen3_path
+
+import dsc
 
 
 def files(folder: Path) -> dict[str, bytes]:
