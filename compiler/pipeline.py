@@ -25,7 +25,7 @@ from dsc.compiler.errors import Problem, RecordError
 from dsc.compiler.render import SEGMENTS, make_render_pass
 from dsc.compiler.sources import read_sources
 from dsc.compiler.spec import Spec
-from dsc.compiler.split import KEY, make_split_key_pass, validation_mask
+from dsc.compiler.split import KEY, make_split_key_pass, validation_mask, validation_size, validation_wanted
 from dsc.compiler.tokenizer import LoadedTokenizer, load_tokenizer
 from dsc.compiler.validate import arrow_type, make_validate_pass
 
@@ -221,12 +221,61 @@ def compile_spec(spec: Spec, options: Options | None = None, tokenizer: LoadedTo
     """The whole build minus writing: what `dsc build` hands to the package builder."""
     options = options or Options()
     rendered = render(spec, options)
+    valid = len(rendered.dataset)
+    _require_records(spec, rendered)
     tok = tokenizer or load_tokenizer(spec.tokenizer, spec)
     if spec.dedup is None:
-        return tokenize(spec, rendered, tok, options)
-    rendered.dataset, duplicates = deduplicate(spec, rendered.dataset, options.num_proc)
-    compiled = tokenize(spec, rendered, tok, options)
-    compiled.duplicates = duplicates
-    compiled.counts["dropped"] = {**duplicates.reasons(), **compiled.counts["dropped"]}
-    compiled.counts["duplicates"] = duplicates.counts
+        compiled = tokenize(spec, rendered, tok, options)
+    else:
+        rendered.dataset, duplicates = deduplicate(spec, rendered.dataset, options.num_proc)
+        compiled = tokenize(spec, rendered, tok, options)
+        compiled.duplicates = duplicates
+        compiled.counts["dropped"] = {**duplicates.reasons(), **compiled.counts["dropped"]}
+        compiled.counts["duplicates"] = duplicates.counts
+    _require_splits(spec, compiled, valid)
     return compiled
+
+
+def _reasons(counts: dict[str, int]) -> str:
+    return ", ".join(f"{reason}: {n}" for reason, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+def _require_records(spec: Spec, rendered: Rendered) -> None:
+    """A build with nothing to build is an error (a package with no rows cannot be loaded), as is a validation count
+    that leaves nothing to train on; raised before the tokenizer loads, so no package is written or replaced."""
+    valid = len(rendered.dataset)
+    if rendered.read == 0:
+        names = ", ".join(str(i.get("path") or f"hub:{i.get('hub')}") for i in rendered.inputs) or "the sources"
+        raise RecordError(Problem(f"sources: no records to build in {names} (empty, or only blank lines)", spec.where("sources")))
+    if valid == 0:
+        raise RecordError(
+            Problem(
+                f"on_invalid: all {rendered.read} record(s) were skipped as invalid, nothing left to build ({_reasons(rendered.invalid)})",
+                spec.where("on_invalid"),
+            )
+        )
+    wanted = validation_wanted(spec.split, valid)
+    if wanted and wanted >= valid:
+        raise RecordError(
+            Problem(
+                f"split.validation: {spec.split.validation} asks for {wanted} validation record(s) of the {valid} valid "
+                "one(s), which leaves no training records; ask for fewer",
+                spec.where("split", "validation"),
+            )
+        )
+
+
+def _require_splits(spec: Spec, compiled: Compiled, valid: int) -> None:
+    """Every split the build meant to write must keep records after the drops (lengths, dedup)."""
+    kept, dropped = compiled.counts["kept"], compiled.counts["dropped"]
+    if not kept.get("train"):
+        raise RecordError(
+            Problem(f"no training records left: every one was dropped ({_reasons(dropped)}); nothing left to train on", spec.where())
+        )
+    if validation_size(spec.split, valid) and not kept.get("validation"):
+        raise RecordError(
+            Problem(
+                f"split.validation: every validation record was dropped ({_reasons(dropped)}); the split would be empty",
+                spec.where("split", "validation"),
+            )
+        )

@@ -60,7 +60,7 @@ def _parser() -> argparse.ArgumentParser:
                          "lines to paste")
     exp.add_argument("package", help="a package folder (build/<name>)")
     exp.add_argument("--to", required=True, choices=["llamafactory", "axolotl"], help="the trainer")
-    exp.add_argument("--output", "-o", metavar="DIR", help="where to write (default <package>/export/<trainer>)")
+    exp.add_argument("--output", "-o", metavar="DIR", help="where to write (default <package>-<trainer> beside the package)")
 
     gen = sub.add_parser("generate", help="write new instruction data with an LLM (self-instruct), from a generate spec",
                          description="write new instruction data with an LLM (Stanford Alpaca's self-instruct) against an "
@@ -131,11 +131,13 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 def _cmd_build(args: argparse.Namespace) -> int:
     from dsc.builders.launcher import write_launcher
+    from dsc.builders.outputs import check_package_output
     from dsc.builders.package import write_package
     from dsc.compiler.pipeline import Options, compile_spec
     from dsc.compiler.spec import load_spec
 
     spec = load_spec(args.spec, _overrides(args), OVERRIDE_ORIGINS)
+    check_package_output(spec)  # before the build's work, not after it
     _progress(args.quiet)
     compiled = compile_spec(spec, Options(limit=args.limit, num_proc=args.num_proc))
     package = write_package(compiled, spec.output, extra=[write_launcher])
@@ -369,12 +371,12 @@ def main(argv: list[str] | None = None) -> int:
     if not args.command:
         parser.print_help()
         return 2
-    from dsc.compiler.errors import DscError
+    from dsc.compiler.errors import DscError, SpecError
 
     try:
         return COMMANDS[args.command](args)
     except DscError as exc:
-        label = "spec error" if exc.exit_code == 2 else "error"
+        label = "spec error" if isinstance(exc, SpecError) else "error"
         print(f"dsc {args.command}: {label}:", file=sys.stderr)
         for line in exc.render().splitlines():
             print(f"  {line}", file=sys.stderr)
