@@ -7,6 +7,7 @@ import platform
 from importlib import metadata
 from typing import Any
 
+from dsc.builders.audit import audit_manifest
 from dsc.builders.duplicates import dedup_manifest
 from dsc.compiler.pipeline import Compiled
 
@@ -49,6 +50,7 @@ def build_manifest(compiled: Compiled, files: dict[str, dict[str, Any]], fingerp
         "tokenizer": compiled.tokenizer.identity(),
         "counts": compiled.counts,
         "dedup": dedup_manifest(compiled),
+        "audit": audit_manifest(compiled),
         "tokens": compiled.tokens,
         "files": files,
     }
