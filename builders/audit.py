@@ -13,11 +13,16 @@ from dsc.compiler.pipeline import Compiled
 FILE = "audit.jsonl"
 
 
+def write_lines(path: Path, lines: list[dict[str, Any]]) -> None:
+    """Audit lines as JSON lines (also what `dsc validate --audit FILE` writes)."""
+    with path.open("w", encoding="utf-8") as fh:
+        for line in lines:
+            fh.write(json.dumps(line, ensure_ascii=False) + "\n")
+
+
 def write_audit(stage: Path, compiled: Compiled) -> None:
     """Write the package's audit file: always, empty when every record went in untouched."""
-    with (stage / FILE).open("w", encoding="utf-8") as fh:
-        for line in records(compiled.audit, compiled.spec.path.parent):
-            fh.write(json.dumps(line, ensure_ascii=False) + "\n")
+    write_lines(stage / FILE, records(compiled.audit, compiled.spec.path.parent))
 
 
 def audit_manifest(compiled: Compiled) -> dict[str, Any]:

@@ -108,17 +108,26 @@ def _fail(spec: Spec | None, message: str) -> SpecError:
     return SpecError(Problem(f"tokenizer: {message}", spec.where("tokenizer") if spec else Location()))
 
 
-def _download(tspec: TokenizerSpec, spec: Spec | None) -> Path:
+def _download(tspec: TokenizerSpec, spec: Spec | None, offline: bool = False) -> Path:
     from huggingface_hub import snapshot_download
 
     try:
-        return Path(snapshot_download(tspec.name, revision=tspec.revision, allow_patterns=_TOKENIZER_FILES))
+        return Path(
+            snapshot_download(tspec.name, revision=tspec.revision, allow_patterns=_TOKENIZER_FILES, local_files_only=offline)
+        )
     except Exception as exc:  # noqa: BLE001 - offline, unknown repo, gated: all the user's to fix, in one line
         raise _fail(spec, f"cannot fetch '{tspec.name}' from the Hub: {type(exc).__name__}: {exc}") from None
 
 
-def load_tokenizer(tspec: TokenizerSpec, spec: Spec | None = None) -> LoadedTokenizer:
-    """Resolve `qwen3`, a local folder or file, or a Hub id into a LoadedTokenizer."""
+def is_hub_id(tspec: TokenizerSpec) -> bool:
+    """Whether the spec's tokenizer is a Hub id (not `qwen3`, not a local folder or file)."""
+    given = Path(tspec.name).expanduser()
+    return tspec.name != "qwen3" and not given.exists() and not tspec.name.startswith((".", "/", "~")) and not given.suffix
+
+
+def load_tokenizer(tspec: TokenizerSpec, spec: Spec | None = None, offline: bool = False) -> LoadedTokenizer:
+    """Resolve `qwen3`, a local folder or file, or a Hub id into a LoadedTokenizer (`offline`: a Hub id only from the
+    local cache)."""
     if tspec.name == "qwen3":
         folder = qwen3_path()
     else:
@@ -130,7 +139,7 @@ def load_tokenizer(tspec: TokenizerSpec, spec: Spec | None = None) -> LoadedToke
         elif tspec.name.startswith((".", "/", "~")) or given.suffix:
             raise _fail(spec, f"no tokenizer at '{tspec.name}'")
         else:
-            folder = _download(tspec, spec)
+            folder = _download(tspec, spec, offline)
     backend: Tokenizer
     eos = tspec.eos_token
     if (folder / "tokenizer.json").is_file():

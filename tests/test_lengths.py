@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from dsc.compiler.encode import IGNORE, fit
 from dsc.compiler.spec import Lengths
 
