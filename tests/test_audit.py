@@ -127,3 +127,11 @@ def test_validate_fails_a_spec_whose_lengths_fail_at_build(tmp_path: Path) -> No
     assert result.returncode == 1 and "longer than lengths.max_length" in result.stderr
     assert "records.jsonl:1:" in result.stderr and "Traceback" not in result.stderr
     assert run_dsc("validate", str(spec), "-q", "--no-lengths", cwd=tmp_path).returncode == 0
+
+
+def test_validate_never_downloads_a_tokenizer(tmp_path: Path) -> None:
+    spec, _records = _project(tmp_path)
+    spec.write_text(spec.read_text(encoding="utf-8") + "tokenizer: dsc-tests/not-a-cached-tokenizer\n", encoding="utf-8")
+    result = run_dsc("validate", str(spec), "-q", cwd=tmp_path, env={"HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "1"})
+    assert result.returncode == 0, result.stderr
+    assert "lengths: not checked (tokenizer 'dsc-tests/not-a-cached-tokenizer' is not in the local Hub cache" in result.stdout
