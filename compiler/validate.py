@@ -128,10 +128,12 @@ def make_validate_pass(spec: Spec) -> Pass:
                 continue
             except UnicodeDecodeError as exc:
                 drop[i], error[i] = "invalid: not UTF-8", f"{location(batch, i)}: not UTF-8 text: {exc.reason}"
+                detail[i] = json.dumps({"message": exc.reason, "byte": exc.start})
                 continue
             if not isinstance(record, dict):
                 drop[i] = "invalid: not an object"
                 error[i] = f"{location(batch, i)}: a record must be a JSON object, got {type(record).__name__}"
+                detail[i] = json.dumps({"message": f"a record must be a JSON object, got {type(record).__name__}"})
                 continue
             mapping = renames.get(batch["_source"][i])
             if mapping:
