@@ -14,6 +14,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from dsc.builders.audit import audit_manifest
 from dsc.builders.duplicates import dedup_manifest
 from dsc.compiler import resources
 from dsc.compiler.pipeline import Compiled
@@ -98,6 +99,7 @@ def build_manifest(compiled: Compiled, files: dict[str, dict[str, Any]], fingerp
         "tokenizer": tokenizer_identity(compiled),
         "counts": compiled.counts,
         "dedup": dedup_manifest(compiled),
+        "audit": audit_manifest(compiled),
         "tokens": compiled.tokens,
         "files": files,
     }

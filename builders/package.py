@@ -21,6 +21,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+from dsc.builders.audit import write_audit
 from dsc.builders.card import render_card
 from dsc.builders.duplicates import write_duplicates
 from dsc.builders.manifest import build_manifest
@@ -187,7 +188,7 @@ def write_package(compiled: Compiled, target: Path, extra: list[ExtraWriter] | N
         fingerprint = hashlib.sha256(
             json.dumps({rel: info["sha256"] for rel, info in sorted(files.items())}).encode()
         ).hexdigest()[:16]
-        writers = [write_duplicates, *(extra or [])]
+        writers = [write_duplicates, write_audit, *(extra or [])]
         extras = [added for writer in writers if (added := writer(stage, compiled)) is not None]
         manifest = build_manifest(compiled, files, fingerprint)
         for added in extras:

@@ -17,6 +17,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from dsc.compiler import engine
+from dsc.compiler.audit import dropped_rows, marked, no_audit
 from dsc.compiler.batch import BOOKKEEPING, DETAIL, DROP, ERROR, chain, field_column
 from dsc.compiler.dedup import VALIDATION, Duplicates, deduplicate
 from dsc.compiler.derive import make_derive_pass
@@ -59,6 +60,7 @@ class Rendered:
     read: int
     invalid: Counter[str]
     inputs: list[dict[str, Any]]
+    audit: pa.Table = field(default_factory=no_audit)
 
 
 @dataclass
@@ -72,6 +74,8 @@ class Compiled:
     inputs: list[dict[str, Any]]
     tokens: dict[str, Any] = field(default_factory=dict)
     duplicates: Duplicates | None = None
+    audit: pa.Table = field(default_factory=no_audit)
+    """Every record that did not go in as it came (`dsc.compiler.audit`), unsorted."""
 
 
 def _raise_errors(ds: datasets.Dataset, what: str) -> None:
@@ -104,7 +108,13 @@ def render(spec: Spec, options: Options) -> Rendered:
     if spec.on_invalid == "error":
         _raise_errors(ds, "failed validation or rendering (on_invalid: error; set on_invalid: skip to drop them)")
     invalid = engine.reasons(ds)
-    return Rendered(dataset=engine.kept(ds, [DROP, ERROR, DETAIL]), read=len(read.table), invalid=invalid, inputs=read.inputs)
+    return Rendered(
+        dataset=engine.kept(ds, [DROP, ERROR, DETAIL]),
+        read=len(read.table),
+        invalid=invalid,
+        inputs=read.inputs,
+        audit=dropped_rows(ds.data.table, "invalid"),
+    )
 
 
 def _value(arrow: pa.DataType) -> datasets.Value:
@@ -195,6 +205,8 @@ def tokenize(spec: Spec, rendered: Rendered, tok: LoadedTokenizer, options: Opti
     del ds
     drop_column = table.column(DROP)
     n_train -= drop_column.slice(0, n_train).drop_null().length() if drop_column.null_count != len(table) else 0
+    cut = pc.fill_null(table.column("_truncated"), False)
+    trail = [rendered.audit, dropped_rows(table, "dropped"), marked(table, cut, "truncated", "truncated")]
     table = engine.kept_table(table, [DROP, ERROR, DETAIL])
     truncated = int(pc.sum(table.column("_truncated")).as_py() or 0)
     drift = int(pc.sum(table.column("_drift")).as_py() or 0)
@@ -214,7 +226,9 @@ def tokenize(spec: Spec, rendered: Rendered, tok: LoadedTokenizer, options: Opti
         "kept": {name: len(split) for name, split in splits.items()},
     }
     tokens["total"] = {"tokens": total, "trainable": trained, "trainable_share": round(trained / total, 4) if total else 0.0}
-    return Compiled(spec=spec, tokenizer=tok, splits=splits, counts=counts, inputs=rendered.inputs, tokens=tokens)
+    return Compiled(
+        spec=spec, tokenizer=tok, splits=splits, counts=counts, inputs=rendered.inputs, tokens=tokens, audit=pa.concat_tables(trail)
+    )
 
 
 def compile_spec(spec: Spec, options: Options | None = None, tokenizer: LoadedTokenizer | None = None) -> Compiled:
@@ -230,6 +244,7 @@ def compile_spec(spec: Spec, options: Options | None = None, tokenizer: LoadedTo
         rendered.dataset, duplicates = deduplicate(spec, rendered.dataset, options.num_proc)
         compiled = tokenize(spec, rendered, tok, options)
         compiled.duplicates = duplicates
+        compiled.audit = pa.concat_tables([compiled.audit, duplicates.audit])
         compiled.counts["dropped"] = {**duplicates.reasons(), **compiled.counts["dropped"]}
         compiled.counts["duplicates"] = duplicates.counts
     _require_splits(spec, compiled, valid)

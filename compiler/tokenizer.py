@@ -137,17 +137,20 @@ def _hub_problem(exc: Exception, tspec: TokenizerSpec) -> str:
     return f"cannot fetch '{name}' from the Hub: {type(exc).__name__}: {text.splitlines()[0] if text else ''}"
 
 
-def _download(tspec: TokenizerSpec, spec: Spec | None) -> Path:
-    """A Hub id's tokenizer files; huggingface_hub serves them from its cache when offline (HF_HUB_OFFLINE) or unreachable."""
+def _download(tspec: TokenizerSpec, spec: Spec | None, offline: bool = False) -> Path:
+    """A Hub id's tokenizer files; huggingface_hub serves them from its cache when offline (HF_HUB_OFFLINE) or unreachable,
+    and `offline` asks for the cache alone (never a download)."""
     from huggingface_hub import snapshot_download
 
     try:
-        return Path(snapshot_download(tspec.name, revision=tspec.revision, allow_patterns=_TOKENIZER_FILES))
+        return Path(
+            snapshot_download(tspec.name, revision=tspec.revision, allow_patterns=_TOKENIZER_FILES, local_files_only=offline)
+        )
     except Exception as exc:  # noqa: BLE001 - offline, unknown repo, gated: all the user's to fix, in one line
         raise _fail(spec, _hub_problem(exc, tspec)) from None
 
 
-def resolve_folder(tspec: TokenizerSpec, spec: Spec | None = None) -> Path:
+def resolve_folder(tspec: TokenizerSpec, spec: Spec | None = None, offline: bool = False) -> Path:
     """The folder a tokenizer name means: `qwen3`, an existing folder (or its tokenizer.json), else a Hub id.
 
     Anything that is not an existing path is a Hub id (`Qwen/Qwen3-0.6B`, dots and all), unless it is written as a
@@ -164,12 +167,18 @@ def resolve_folder(tspec: TokenizerSpec, spec: Spec | None = None) -> Path:
         raise _fail(spec, f"'{tspec.name}' is a file; give the tokenizer's folder or its tokenizer.json")
     if _looks_like_path(tspec.name):
         raise _fail(spec, f"no tokenizer folder at '{tspec.name}' ({given.absolute()} does not exist)")
-    return _download(tspec, spec)
+    return _download(tspec, spec, offline)
 
 
-def load_tokenizer(tspec: TokenizerSpec, spec: Spec | None = None) -> LoadedTokenizer:
-    """Resolve `qwen3`, a local folder or file, or a Hub id into a LoadedTokenizer."""
-    folder = resolve_folder(tspec, spec)
+def is_hub_id(tspec: TokenizerSpec) -> bool:
+    """Whether the spec's tokenizer is a Hub id (not `qwen3`, not an existing local path, not written as a path)."""
+    return tspec.name != "qwen3" and not Path(tspec.name).expanduser().exists() and not _looks_like_path(tspec.name)
+
+
+def load_tokenizer(tspec: TokenizerSpec, spec: Spec | None = None, offline: bool = False) -> LoadedTokenizer:
+    """Resolve `qwen3`, a local folder or file, or a Hub id into a LoadedTokenizer (`offline`: a Hub id only from the
+    local cache)."""
+    folder = resolve_folder(tspec, spec, offline)
     backend: Tokenizer
     eos = tspec.eos_token
     if (folder / "tokenizer.json").is_file():

@@ -33,9 +33,11 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--push", metavar="REPO", help="then publish the package to this Hub dataset repo (user/name)")
     b.add_argument("--private", action="store_true", help="with --push: create the repo private")
 
-    v = spec_command("validate", "check the spec and every record; write nothing")
+    v = spec_command("validate", "check the spec, every record and (with a tokenizer at hand) their lengths; write no package")
     v.add_argument("--num-proc", type=_positive, metavar="N", help="worker processes for the passes")
     v.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
+    v.add_argument("--audit", metavar="FILE", help="write every invalid, dropped or truncated record to FILE (audit.jsonl lines)")
+    v.add_argument("--no-lengths", action="store_true", help="skip the length check (no tokenizer is loaded)")
 
     p = spec_command("preview", "show rendered records and their tokens, masked ones marked")
     p.add_argument("-n", type=_positive, default=3, metavar="N", help="records to show (default 3)")
@@ -115,18 +117,70 @@ def _cmd_formats(_: argparse.Namespace) -> int:
     return 0
 
 
+SHOWN_RECORDS = 5
+"""Invalid records `dsc validate` lists by location before it counts the rest."""
+
+
 def _cmd_validate(args: argparse.Namespace) -> int:
-    from dsc.compiler.pipeline import Options, render
+    import json
+
+    from dsc.compiler.audit import records
+    from dsc.compiler.errors import DscError
+    from dsc.compiler.pipeline import Options, render, tokenize
     from dsc.compiler.spec import load_spec
+    from dsc.compiler.tokenizer import is_hub_id, load_tokenizer
 
     spec = load_spec(args.spec)
     _progress(args.quiet)
-    rendered = render(spec, Options(limit=args.limit, num_proc=args.num_proc))
-    bad = sum(rendered.invalid.values())
-    print(f"{spec.path.name}: spec ok; {rendered.read} records read, {len(rendered.dataset)} valid, {bad} invalid")
+    options = Options(limit=args.limit, num_proc=args.num_proc)
+    rendered = render(spec, options)
+    valid, bad = len(rendered.dataset), sum(rendered.invalid.values())
+    print(f"{spec.path.name}: spec ok; {rendered.read} records read, {valid} valid, {bad} invalid")
     for reason, n in sorted(rendered.invalid.items()):
         print(f"  {reason}: {n} (skipped: on_invalid is skip)")
+    for line in records(rendered.audit, Path.cwd())[:SHOWN_RECORDS]:
+        where = f"{line['file']}:{line['line']}" if line["line"] is not None else line["source_id"]
+        print(f"    {where}: {line['reason']}  {json.dumps(line['detail'], ensure_ascii=False)}")
+    if bad > SHOWN_RECORDS:
+        print(f"    ... and {bad - SHOWN_RECORDS} more" + ("" if args.audit else " (--audit FILE lists them all)"))
+    trail = rendered.audit
+    tspec = spec.tokenizer
+    if args.no_lengths:
+        print("  lengths: not checked (--no-lengths)")
+    else:
+        try:
+            tok = load_tokenizer(tspec, spec, offline=True)
+        except DscError:
+            if not is_hub_id(tspec):
+                raise
+            print(f"  lengths: not checked (tokenizer '{tspec.name}' is not in the local Hub cache; dsc build fetches it)")
+        else:
+            compiled = tokenize(spec, rendered, tok, options)
+            c = compiled.counts
+            fit = sum(c["kept"].values()) - c["truncated"]
+            print(f"  lengths ({tok.name}): {fit} fit, {c['truncated']} truncated, {sum(c['dropped'].values())} dropped")
+            for reason, n in sorted(c["dropped"].items()):
+                print(f"    {reason}: {n}")
+            trail = compiled.audit
+    if args.audit:
+        _write_audit(Path(args.audit), records(trail, spec.path.parent))
+        print(f"  wrote {args.audit} ({len(trail)} record(s))")
     return 0
+
+
+def _write_audit(path: Path, lines: list[dict[str, Any]]) -> None:
+    """Write audit lines to `path` whole or not at all (a temporary file renamed into place)."""
+    import os
+
+    from dsc.builders.audit import write_lines
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        write_lines(partial, lines)
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
 
 
 def _cmd_build(args: argparse.Namespace) -> int:
@@ -152,6 +206,8 @@ def _cmd_build(args: argparse.Namespace) -> int:
         print(f"  {reason}: {n}")
     print(f"  kept: {kept}; {total['tokens']} tokens, {total['trainable_share']:.1%} trainable")
     print(f"  wrote {package.path}")
+    audited = package.manifest["audit"]["records"]
+    print(f"  audit: {package.path / 'audit.jsonl'} ({audited} record(s) not kept as they came)")
     if args.push:
         return _publish(package.path, args.push, private=args.private, command="build")
     return 0

@@ -78,6 +78,7 @@ def test_manifest_records_inputs_tokenizer_counts(packages) -> None:
         "source_overflow": "truncate",
         "target_overflow": "truncate",
         "prompt_truncation": "right",
+        "min_target_tokens": 16,
     }
     assert m["spec"]["resolved"]["labels"] == {"train_on_prompt": False, "turns": "last"}
     assert m["spec"]["resolved"]["tokenizer"]["name"] == "qwen3"
