@@ -1,24 +1,34 @@
 """The derive pass: fields computed from other fields, by regex or by a Jinja expression.
 
 Gorilla's instruction sits inside its `code` string; a regex pulls it out. A regex that does not match (and has no
-default) makes the record invalid, reported at its line.
+default) makes the record invalid, reported at its line. Regexes run on the `regex` engine with a time limit (a spec's
+`(a+)+$` backtracks for minutes on 40 characters with Python's `re`), expressions in the bounded sandbox.
 """
 
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
+import regex
 from dsc.compiler.batch import DROP, ERROR, Batch, Pass, drops, field_column, location, size
+from dsc.compiler.limits import RECORD_SECONDS, LimitError, record_limits
 from dsc.compiler.sandbox import expression
-from dsc.compiler.spec import Spec
-from jinja2 import TemplateError
+from dsc.compiler.spec import Spec, compile_regex
+
+_NO_MATCH: Any = object()
 
 
 def context_value(value: Any, as_json: bool) -> Any:
     """A stored field value as templates see it (JSON-stored fields decoded)."""
     return json.loads(value) if as_json and value is not None else value
+
+
+def _search(pattern: regex.Pattern[str], text: str) -> regex.Match[str] | None:
+    try:
+        return pattern.search(text, timeout=RECORD_SECONDS)
+    except TimeoutError:
+        raise LimitError("time", f"the regex ran longer than {RECORD_SECONDS:g} s (the per-record time limit)") from None
 
 
 def make_derive_pass(spec: Spec) -> Pass:
@@ -27,9 +37,21 @@ def make_derive_pass(spec: Spec) -> Pass:
     steps = []
     for d in spec.derived:
         if d.regex is not None:
-            steps.append((d, re.compile(d.regex, re.DOTALL), None))
+            steps.append((d, compile_regex(d.regex), None))
         else:
             steps.append((d, None, d.expression))
+
+    def value(d: Any, pattern: regex.Pattern[str] | None, expr: str | None, batch: Batch, out: Batch, i: int, present: list[str]) -> Any:
+        """The derived value of row i; _NO_MATCH when a regex did not match."""
+        if pattern is not None:
+            source = field_column(d.source)
+            text = batch[source][i] if source in batch else out[source][i]
+            match = _search(pattern, text) if isinstance(text, str) else None
+            return _NO_MATCH if match is None else match.group(d.group)
+        ctx = {k: context_value(batch[field_column(k)][i], k in json_fields) for k in present}
+        ctx.update({e.name: out[field_column(e.name)][i] for e, _, _ in steps if out[field_column(e.name)][i] is not None})
+        result = expression(expr)(**ctx)
+        return result if isinstance(result, str) else json.dumps(result, ensure_ascii=False)
 
     def derive(batch: Batch) -> Batch:
         n = size(batch)
@@ -42,31 +64,29 @@ def make_derive_pass(spec: Spec) -> Pass:
             for i in range(n):
                 if drop[i] is not None:
                     continue
-                if pattern is not None:
-                    source = field_column(d.source)
-                    text = batch[source][i] if source in batch else out[source][i]
-                    match = pattern.search(text) if isinstance(text, str) else None
-                    if match is None:
-                        if d.default is not None:
-                            column[i] = d.default
-                            continue
-                        drop[i] = f"invalid: derived '{d.name}' did not match"
-                        error[i] = f"{location(batch, i, d.source)}: derived field '{d.name}': regex did not match"
+                try:
+                    with record_limits():
+                        column[i] = value(d, pattern, expr, batch, out, i, present)
+                except LimitError as exc:
+                    drop[i] = f"limit: {exc.reason}"
+                    error[i] = f"{location(batch, i, d.source)}: derived field '{d.name}': {exc}"
+                    continue
+                # An expression is untrusted code run on untrusted data: whatever it raises is this record's error.
+                except Exception as exc:  # noqa: BLE001
+                    if d.default is not None:
+                        column[i] = d.default
                         continue
-                    column[i] = match.group(d.group)
-                else:
-                    ctx = {k: context_value(batch[field_column(k)][i], k in json_fields) for k in present}
-                    ctx.update({e.name: out[field_column(e.name)][i] for e, _, _ in steps if out[field_column(e.name)][i] is not None})
-                    try:
-                        value = expression(expr)(**ctx)
-                    except (TemplateError, TypeError, ValueError, KeyError) as exc:
-                        if d.default is not None:
-                            column[i] = d.default
-                            continue
-                        drop[i] = f"invalid: derived '{d.name}' failed"
-                        error[i] = f"{location(batch, i)}: derived field '{d.name}': {exc}"
+                    drop[i] = f"invalid: derived '{d.name}' failed"
+                    message = "recursion too deep" if isinstance(exc, RecursionError) else str(exc) or type(exc).__name__
+                    error[i] = f"{location(batch, i)}: derived field '{d.name}': {message}"
+                    continue
+                if column[i] is _NO_MATCH:
+                    column[i] = None
+                    if d.default is not None:
+                        column[i] = d.default
                         continue
-                    column[i] = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+                    drop[i] = f"invalid: derived '{d.name}' did not match"
+                    error[i] = f"{location(batch, i, d.source)}: derived field '{d.name}': regex did not match"
         out[DROP] = drop
         out[ERROR] = error
         return out

@@ -11,17 +11,18 @@ from typing import Any
 
 from dsc.compiler.batch import DROP, ERROR, Batch, Pass, drops, field_column, location, size
 from dsc.compiler.derive import context_value
-from dsc.compiler.sandbox import lone_variable, template
+from dsc.compiler.limits import LimitError, record_limits
+from dsc.compiler.sandbox import lone_variable, render_text
 from dsc.compiler.spec import Spec
-from jinja2 import TemplateError
 
 SEGMENTS = "_segments"
 
 
 class _RenderError(Exception):
-    def __init__(self, key: str, message: str) -> None:
+    def __init__(self, key: str, message: str, reason: str | None = None) -> None:
         super().__init__(message)
         self.key = key
+        self.reason = reason or f"render: {key}"
 
 
 def _render(text: str, key: str, ctx: dict[str, Any]) -> str:
@@ -29,9 +30,15 @@ def _render(text: str, key: str, ctx: dict[str, Any]) -> str:
     if name is not None and isinstance(ctx.get(name), str):
         return ctx[name]
     try:
-        return template(text).render(ctx)
-    except (TemplateError, TypeError, ValueError, KeyError, AttributeError) as exc:
-        raise _RenderError(key, str(exc)) from None
+        return render_text(text, ctx)
+    except LimitError as exc:
+        raise _RenderError(key, str(exc), f"limit: {exc.reason}") from None
+    except RecursionError:
+        raise _RenderError(key, "recursion too deep (a macro calling itself, or data nested too deeply)") from None
+    # A template is untrusted code run on untrusted data: whatever it raises (ZeroDivisionError, IndexError,
+    # MemoryError, OverflowError, Jinja's own errors) is this record's error, never the build's traceback.
+    except Exception as exc:  # noqa: BLE001
+        raise _RenderError(key, str(exc) or type(exc).__name__) from None
 
 
 def make_render_pass(spec: Spec) -> Pass:
@@ -72,10 +79,11 @@ def make_render_pass(spec: Spec) -> Pass:
                 continue
             ctx = {k: context_value(col[i], as_json) for k, col, as_json in columns}
             try:
-                pieces = turns(ctx)
-                responses[i] = _render(response, "templates.response", {**ctx, "round": len(pieces) // 2})
+                with record_limits():
+                    pieces = turns(ctx)
+                    responses[i] = _render(response, "templates.response", {**ctx, "round": len(pieces) // 2})
             except _RenderError as exc:
-                drop[i] = f"render: {exc.key}"
+                drop[i] = exc.reason
                 error[i] = f"{location(batch, i)}: {exc.key}: {exc}"
                 continue
             prompts[i] = "".join(pieces)

@@ -1,14 +1,102 @@
-"""The one Jinja environment every template and expression runs in: sandboxed, strict about undefined names."""
+"""The one Jinja environment every template and expression runs in: sandboxed, strict about undefined names, bounded.
+
+Jinja's own sandbox stops attribute tricks and mutation but not work: `{{ 'a' * 10**10 }}`, `{{ 2**(2**40) }}` (which
+Jinja would even fold at compile time) or nested `range()` loops. Here every `*`, `**`, `+` and `%` goes through
+`call_binop`, which refuses results over the bounds in `dsc.compiler.limits`; intercepted operators are never folded
+at compile time (Jinja's `BinExpr.as_const` gives up on them in a sandbox), and the width-taking filters refuse huge
+widths before they run (filters are folded with constant arguments, so this covers compile time too). `lipsum` is
+gone, `range` is capped, `namespace` attributes are bounded, and the environment has no loader: `{% include %}` and
+`{% import %}` cannot read files.
+"""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from functools import lru_cache
+import re
+import types
+from collections.abc import Callable, Iterable
+from functools import lru_cache, wraps
 from typing import Any
 
+from dsc.compiler.limits import INT_BITS, RANGE_ITEMS, TEXT_CHARS, LimitError, charge, check_deadline
 from jinja2 import StrictUndefined, Template, nodes
+from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
+from jinja2.utils import Namespace
+
+_PERCENT_WIDTH = re.compile(r"%(?:\([^)]*\))?[-#0 +]*(\*|\d+)?(?:\.(\*|\d+))?")
+_BRACE_WIDTH = re.compile(r"\{[^{}]*:[^{}]*?(\d{7,})[^{}]*\}")
+_WIDTH_FILTERS = ("center", "indent", "wordwrap", "truncate", "batch", "slice", "format")
+
+
+def _too_big(what: str) -> LimitError:
+    return LimitError("template size", f"{what} is over the template limits ({TEXT_CHARS:,} characters, {INT_BITS:,}-bit integers)")
+
+
+def _size(value: Any) -> None:
+    """Refuse a value a template built that is over the bounds; charge text to the record's budget."""
+    if isinstance(value, int):
+        if value.bit_length() > INT_BITS:
+            raise _too_big("an integer")
+    elif isinstance(value, str | list | tuple | bytes):
+        if len(value) > TEXT_CHARS:
+            raise _too_big(f"a {type(value).__name__} of {len(value):,} items")
+        charge(len(value))
+
+
+def _check_ints(args: Iterable[Any]) -> None:
+    for arg in args:
+        if isinstance(arg, int) and not isinstance(arg, bool) and abs(arg) > TEXT_CHARS:
+            raise _too_big(f"a width or count of {arg}")
+
+
+def _check_percent(fmt: str, args: Any) -> None:
+    for star_or_width in _PERCENT_WIDTH.findall(fmt):
+        for part in star_or_width:
+            if part.isdigit() and int(part) > TEXT_CHARS:
+                raise _too_big(f"a format width of {part}")
+    _check_ints(args if isinstance(args, tuple) else (args,))
+
+
+def _check_binop(op: str, left: Any, right: Any) -> None:
+    """Refuse `**`, `*` and `%` whose result would be too large, before computing it."""
+    ints = isinstance(left, int) and isinstance(right, int)
+    if op == "**" and ints and right > 0 and abs(left) > 1 and abs(left).bit_length() * right > INT_BITS:
+        raise _too_big(f"{left} ** {right}")
+    if op == "*":
+        if ints and left.bit_length() + right.bit_length() > INT_BITS:
+            raise _too_big("a product")
+        for seq, n in ((left, right), (right, left)):
+            if isinstance(seq, str | list | tuple) and isinstance(n, int) and len(seq) * n > TEXT_CHARS:
+                raise _too_big(f"a {type(seq).__name__} repeated {n} times")
+    if op == "%" and isinstance(left, str):
+        _check_percent(left, right)
+
+
+def _range(*args: int) -> range:
+    items = range(*args)
+    if len(items) > RANGE_ITEMS:
+        raise LimitError("template size", f"range() of {len(items):,} items (the limit is {RANGE_ITEMS:,})")
+    return items
+
+
+class _BoundedNamespace(Namespace):
+    """`namespace()` whose attributes cannot grow past the bounds (`{% set ns.x = ns.x ~ ns.x %}` in a loop)."""
+
+    def __setitem__(self, name: str, value: Any) -> None:
+        _size(value)
+        super().__setitem__(name, value)
+
+
+def _bounded_filter(fn: Callable[..., Any]) -> Callable[..., Any]:
+    @wraps(fn)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        _check_ints(list(args[1:]) + list(kwargs.values()))
+        if fn.__name__ == "do_format" and args and isinstance(args[0], str):
+            _check_percent(args[0], tuple(args[1:]))
+        return fn(*args, **kwargs)
+
+    return run
 
 
 def _to_json(value: Any, indent: int | None = None, ensure_ascii: bool = True, sort_keys: bool = False) -> str:
@@ -16,14 +104,62 @@ def _to_json(value: Any, indent: int | None = None, ensure_ascii: bool = True, s
     return json.dumps(value, indent=indent, ensure_ascii=ensure_ascii, sort_keys=sort_keys)
 
 
+def _concat(parts: Iterable[str]) -> str:
+    """Join rendered pieces (a template's or a macro's output), refusing more than the bound before joining."""
+    pieces = list(parts)
+    total = sum(map(len, pieces))
+    if total > TEXT_CHARS:
+        raise LimitError("template output", f"a template rendered more than {TEXT_CHARS:,} characters")
+    return "".join(pieces)
+
+
+class BoundedSandbox(ImmutableSandboxedEnvironment):
+    """Jinja's immutable sandbox with dsc's bounds on size, integers, loops and time."""
+
+    intercepted_binops = frozenset({"*", "**", "+", "%"})
+    concat = staticmethod(_concat)  # type: ignore[assignment]
+
+    def call_binop(self, context: Context, op: str, left: Any, right: Any) -> Any:
+        check_deadline()
+        _check_binop(op, left, right)
+        result = self.binop_table[op](left, right)
+        _size(result)
+        return result
+
+    def call(__self, __context: Context, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805 - Jinja's signature
+        check_deadline()
+        if isinstance(__obj, types.BuiltinMethodType):
+            _check_ints(list(args) + list(kwargs.values()))
+        result = super().call(__context, __obj, *args, **kwargs)
+        _size(result)
+        return result
+
+    def wrap_str_format(self, value: Any) -> Callable[..., str] | None:
+        """`str.format` with its widths bounded: literal ones in the format string, and ones given as arguments."""
+        wrapped = super().wrap_str_format(value)
+        if wrapped is None:
+            return None
+        if _BRACE_WIDTH.search(value.__self__):
+            raise _too_big("a format width")
+
+        def run(*args: Any, **kwargs: Any) -> str:
+            mappings = [a for a in args if isinstance(a, dict)]
+            _check_ints([*args, *kwargs.values(), *(v for m in mappings for v in m.values())])
+            return wrapped(*args, **kwargs)
+
+        return run
+
+
 @lru_cache(maxsize=1)
-def environment() -> ImmutableSandboxedEnvironment:
-    """Sandboxed (no attribute tricks, no mutation), StrictUndefined (a missing name is an error), no autoescape."""
-    env = ImmutableSandboxedEnvironment(
-        undefined=StrictUndefined,
-        autoescape=False,
-        keep_trailing_newline=True,
-    )
+def environment() -> BoundedSandbox:
+    """Sandboxed (no attribute tricks, no mutation), bounded, StrictUndefined (a missing name is an error), no
+    autoescape, and no loader (templates cannot read files)."""
+    env = BoundedSandbox(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
+    env.globals.pop("lipsum", None)
+    env.globals["range"] = _range
+    env.globals["namespace"] = _BoundedNamespace
+    for name in _WIDTH_FILTERS:
+        env.filters[name] = _bounded_filter(env.filters[name])
     env.filters["json"] = _to_json
     return env
 
@@ -32,6 +168,18 @@ def environment() -> ImmutableSandboxedEnvironment:
 def template(text: str) -> Template:
     """A compiled template, cached per process: passes keep only the text, so they pickle into worker processes."""
     return environment().from_string(text)
+
+
+def render_text(text: str, ctx: dict[str, Any]) -> str:
+    """Render a template, stopping as soon as its output passes the bound (not after building all of it)."""
+    pieces: list[str] = []
+    total = 0
+    for piece in template(text).generate(ctx):
+        total += len(piece)
+        if total > TEXT_CHARS:
+            raise LimitError("template output", f"the template rendered more than {TEXT_CHARS:,} characters")
+        pieces.append(piece)
+    return "".join(pieces)
 
 
 @lru_cache(maxsize=256)

@@ -108,10 +108,11 @@ def _cmd_formats(_: argparse.Namespace) -> int:
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
-    from dsc.compiler.pipeline import Options, render
     from dsc.compiler.spec import load_spec
 
-    spec = load_spec(args.spec)
+    spec = load_spec(args.spec)  # before the pipeline's imports: a bad spec fails in a fraction of a second
+    from dsc.compiler.pipeline import Options, render
+
     _progress(args.quiet)
     rendered = render(spec, Options(limit=args.limit, num_proc=args.num_proc))
     bad = sum(rendered.invalid.values())
@@ -345,6 +346,9 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except OSError as exc:
         print(f"dsc {args.command}: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), file=sys.stderr)
+        return 1
+    except (RecursionError, MemoryError) as exc:  # the last resort: each pass reports these per record
+        print(f"dsc {args.command}: input too large or nested too deeply ({type(exc).__name__}); nothing was written", file=sys.stderr)
         return 1
 
 
