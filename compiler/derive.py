@@ -12,9 +12,9 @@ from typing import Any
 
 import regex
 from dsc.compiler.batch import DROP, ERROR, Batch, Pass, drops, field_column, location, size
-from dsc.compiler.limits import RECORD_SECONDS, LimitError, record_limits
+from dsc.compiler.limits import RECORD_SECONDS, LimitError, record_limits, timed_records
 from dsc.compiler.sandbox import expression
-from dsc.compiler.spec import Spec, compile_regex
+from dsc.compiler.spec import DerivedSpec, Spec, compile_regex
 
 _NO_MATCH: Any = object()
 
@@ -34,14 +34,9 @@ def _search(pattern: regex.Pattern[str], text: str) -> regex.Match[str] | None:
 def make_derive_pass(spec: Spec) -> Pass:
     """Build the pass that adds one column per derived field, in spec order (later ones may use earlier ones)."""
     json_fields = {f.name for f in spec.fields if f.stored_as_json}
-    steps = []
-    for d in spec.derived:
-        if d.regex is not None:
-            steps.append((d, compile_regex(d.regex), None))
-        else:
-            steps.append((d, None, d.expression))
+    steps = [(d, compile_regex(d.regex) if d.regex is not None else None) for d in spec.derived]
 
-    def value(d: Any, pattern: regex.Pattern[str] | None, expr: str | None, batch: Batch, out: Batch, i: int, present: list[str]) -> Any:
+    def value(d: DerivedSpec, pattern: regex.Pattern[str] | None, batch: Batch, out: Batch, i: int, present: list[str]) -> Any:
         """The derived value of row i; _NO_MATCH when a regex did not match."""
         if pattern is not None:
             source = field_column(d.source)
@@ -49,44 +44,49 @@ def make_derive_pass(spec: Spec) -> Pass:
             match = _search(pattern, text) if isinstance(text, str) else None
             return _NO_MATCH if match is None else match.group(d.group)
         ctx = {k: context_value(batch[field_column(k)][i], k in json_fields) for k in present}
-        ctx.update({e.name: out[field_column(e.name)][i] for e, _, _ in steps if out[field_column(e.name)][i] is not None})
-        result = expression(expr)(**ctx)
+        ctx.update({e.name: out[field_column(e.name)][i] for e, _ in steps if out[field_column(e.name)][i] is not None})
+        result = expression(d.expression)(**ctx)
         return result if isinstance(result, str) else json.dumps(result, ensure_ascii=False)
+
+    def step(d: DerivedSpec, pattern: regex.Pattern[str] | None, batch: Batch, out: Batch, drop: list[str | None],
+             error: list[str | None], present: list[str]) -> None:
+        """One derived field over the batch's kept rows; a row that fails is marked, with its location."""
+        column = out[field_column(d.name)]
+        for i in range(size(batch)):
+            if drop[i] is not None:
+                continue
+            try:
+                with record_limits():
+                    column[i] = value(d, pattern, batch, out, i, present)
+            except LimitError as exc:
+                drop[i] = f"limit: {exc.reason}"
+                error[i] = f"{location(batch, i, d.source)}: derived field '{d.name}': {exc}"
+                continue
+            # An expression is untrusted code run on untrusted data: whatever it raises is this record's error.
+            except Exception as exc:  # noqa: BLE001
+                column[i] = None
+                message = "recursion too deep" if isinstance(exc, RecursionError) else str(exc) or type(exc).__name__
+                failed = (f"invalid: derived '{d.name}' failed", f"{location(batch, i)}: derived field '{d.name}': {message}")
+            else:
+                if column[i] is not _NO_MATCH:
+                    continue
+                column[i] = None
+                failed = (f"invalid: derived '{d.name}' did not match",
+                          f"{location(batch, i, d.source)}: derived field '{d.name}': regex did not match")
+            if d.default is not None:
+                column[i] = d.default
+            else:
+                drop[i], error[i] = failed
 
     def derive(batch: Batch) -> Batch:
         n = size(batch)
         drop = list(drops(batch))
         error = list(batch.get(ERROR) or [None] * n)
-        out: Batch = {field_column(d.name): [None] * n for d, _, _ in steps}
+        out: Batch = {field_column(d.name): [None] * n for d, _ in steps}
         present = [k for k in spec.variables if field_column(k) in batch]
-        for d, pattern, expr in steps:
-            column = out[field_column(d.name)]
-            for i in range(n):
-                if drop[i] is not None:
-                    continue
-                try:
-                    with record_limits():
-                        column[i] = value(d, pattern, expr, batch, out, i, present)
-                except LimitError as exc:
-                    drop[i] = f"limit: {exc.reason}"
-                    error[i] = f"{location(batch, i, d.source)}: derived field '{d.name}': {exc}"
-                    continue
-                # An expression is untrusted code run on untrusted data: whatever it raises is this record's error.
-                except Exception as exc:  # noqa: BLE001
-                    if d.default is not None:
-                        column[i] = d.default
-                        continue
-                    drop[i] = f"invalid: derived '{d.name}' failed"
-                    message = "recursion too deep" if isinstance(exc, RecursionError) else str(exc) or type(exc).__name__
-                    error[i] = f"{location(batch, i)}: derived field '{d.name}': {message}"
-                    continue
-                if column[i] is _NO_MATCH:
-                    column[i] = None
-                    if d.default is not None:
-                        column[i] = d.default
-                        continue
-                    drop[i] = f"invalid: derived '{d.name}' did not match"
-                    error[i] = f"{location(batch, i, d.source)}: derived field '{d.name}': regex did not match"
+        with timed_records():
+            for d, pattern in steps:
+                step(d, pattern, batch, out, drop, error, present)
         out[DROP] = drop
         out[ERROR] = error
         return out

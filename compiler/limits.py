@@ -70,20 +70,33 @@ def charge(chars: int) -> None:
             raise LimitError("template work", f"templates built more than {WORK_CHARS:,} characters for one record")
 
 
+TICK_SECONDS = 0.1
+"""How often the timer signal looks at the current record's deadline."""
+
+
 @contextmanager
-def record_limits(seconds: float = RECORD_SECONDS) -> Iterator[None]:
-    """Bound one record's time (a timer signal in the main thread, deadline checks in the sandbox) and work."""
-    use_signal = threading.current_thread() is threading.main_thread()
-    if use_signal:
-        previous = signal.signal(signal.SIGALRM, _on_alarm)
-        signal.setitimer(signal.ITIMER_REAL, seconds)
-    _deadline[:] = [time.monotonic() + seconds]
-    _budget[:] = [WORK_CHARS]
+def timed_records() -> Iterator[None]:
+    """Around a batch: a repeating timer signal (main thread only) that stops the record past its deadline. One timer
+    per batch, not per record: arming a record is then a clock read."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGALRM, _on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, TICK_SECONDS, TICK_SECONDS)
     try:
         yield
     finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+class record_limits:  # noqa: N801 - used like a function: `with record_limits():`
+    """Around one record (inside `timed_records`): its deadline and its budget of characters built."""
+
+    def __enter__(self) -> None:
+        _deadline[:] = [time.monotonic() + RECORD_SECONDS]
+        _budget[:] = [WORK_CHARS]
+
+    def __exit__(self, *exc: object) -> None:
         _deadline.clear()
         _budget.clear()
-        if use_signal:
-            signal.setitimer(signal.ITIMER_REAL, 0)
-            signal.signal(signal.SIGALRM, previous)

@@ -11,7 +11,7 @@ from typing import Any
 
 from dsc.compiler.batch import DROP, ERROR, Batch, Pass, drops, field_column, location, size
 from dsc.compiler.derive import context_value
-from dsc.compiler.limits import LimitError, record_limits
+from dsc.compiler.limits import LimitError, record_limits, timed_records
 from dsc.compiler.sandbox import lone_variable, render_text
 from dsc.compiler.spec import Spec
 
@@ -74,21 +74,26 @@ def make_render_pass(spec: Spec) -> Pass:
         responses: list[str | None] = [None] * n
         segments: list[list[str] | None] = [None] * n
         columns = [(k, batch[field_column(k)], k in json_fields) for k in names if field_column(k) in batch]
-        for i in range(n):
-            if drop[i] is not None:
-                continue
-            ctx = {k: context_value(col[i], as_json) for k, col, as_json in columns}
-            try:
-                with record_limits():
-                    pieces = turns(ctx)
-                    responses[i] = _render(response, "templates.response", {**ctx, "round": len(pieces) // 2})
-            except _RenderError as exc:
-                drop[i] = exc.reason
-                error[i] = f"{location(batch, i)}: {exc.key}: {exc}"
-                continue
-            prompts[i] = "".join(pieces)
-            if keep_segments:
-                segments[i] = pieces
+        with timed_records():
+            for i in range(n):
+                if drop[i] is not None:
+                    continue
+                ctx = {k: context_value(col[i], as_json) for k, col, as_json in columns}
+                try:
+                    with record_limits():
+                        pieces = turns(ctx)
+                        responses[i] = _render(response, "templates.response", {**ctx, "round": len(pieces) // 2})
+                except _RenderError as exc:
+                    drop[i] = exc.reason
+                    error[i] = f"{location(batch, i)}: {exc.key}: {exc}"
+                    continue
+                except LimitError as exc:  # the timer fired between two templates
+                    drop[i] = f"limit: {exc.reason}"
+                    error[i] = f"{location(batch, i)}: templates: {exc}"
+                    continue
+                prompts[i] = "".join(pieces)
+                if keep_segments:
+                    segments[i] = pieces
         out: Batch = {"prompt": prompts, "response": responses, DROP: drop, ERROR: error}
         if keep_segments:
             out[SEGMENTS] = segments

@@ -167,6 +167,8 @@ def make_validate_pass(spec: Spec) -> Pass:
     renames = {s.index: dict(s.columns) for s in spec.sources if s.columns}
     defaults = {f.name: f.default for f in spec.fields if f.default is not MISSING}
     fields = spec.fields
+    numbers = _Numbers()
+    decoder = json.JSONDecoder(parse_constant=numbers.constant, parse_float=numbers.float)  # one, not one per record
 
     def validate(batch: Batch) -> Batch:
         n = size(batch)
@@ -190,9 +192,9 @@ def make_validate_pass(spec: Spec) -> Pass:
         unreadable = unreadable_reason(raw)
         if unreadable is not None:
             return unreadable[0], None, unreadable[1]
-        numbers = _Numbers()
+        numbers.non_finite = False
         try:
-            record = json.loads(raw, parse_constant=numbers.constant, parse_float=numbers.float)
+            record = decoder.decode(raw.decode("utf-8-sig"))
         except json.JSONDecodeError as exc:
             return "not valid JSON", None, f"not valid JSON: {exc.msg}"
         except UnicodeDecodeError as exc:
