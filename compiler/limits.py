@@ -16,6 +16,9 @@ from contextlib import contextmanager
 YAML_NODES = 100_000
 """Nodes a spec's YAML may expand to, every use of an alias counted again (a 1 KB alias bomb makes billions)."""
 
+YAML_DEPTH = 100
+"""How deeply a spec's YAML may nest (PyYAML's scanner slows quadratically with `[[[[...`, and recurses)."""
+
 TEXT_CHARS = 1_000_000
 """The longest string or list a template may build, and the most text one template may render, per record."""
 
@@ -50,16 +53,15 @@ _deadline: list[float] = []  # the current record's deadline (time.monotonic), w
 _budget: list[int] = []  # characters the current record may still build
 
 
-def _on_alarm(signum: int, frame: object) -> None:
-    if _deadline:
+def check_deadline() -> None:
+    """Raise when the current record is past its time: the timer signal calls this, and the sandbox on every call and
+    operator, so a record is stopped even where the signal cannot be used (a thread other than the main one)."""
+    if _deadline and time.monotonic() > _deadline[0]:
         raise LimitError("time", f"took longer than {RECORD_SECONDS:g} s (the per-record time limit)")
 
 
-def check_deadline() -> None:
-    """Raise when the current record is past its time: the sandbox calls this on every call and operator, so a
-    record is stopped even where the timer signal cannot be used (a thread other than the main one)."""
-    if _deadline and time.monotonic() > _deadline[0]:
-        _on_alarm(0, None)
+def _on_alarm(signum: int, frame: object) -> None:
+    check_deadline()
 
 
 def charge(chars: int) -> None:

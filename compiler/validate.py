@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -128,6 +129,19 @@ class _Numbers:
         return value
 
 
+_PER_THREAD = threading.local()
+
+
+def _json_reader() -> tuple[_Numbers, json.JSONDecoder]:
+    """This thread's JSON decoder and the flags it sets: one decoder, not one per record (json.loads with hooks builds
+    a new one each call), made where it is used (a decoder does not pickle into worker processes)."""
+    reader = getattr(_PER_THREAD, "reader", None)
+    if reader is None:
+        numbers = _Numbers()
+        reader = _PER_THREAD.reader = (numbers, json.JSONDecoder(parse_constant=numbers.constant, parse_float=numbers.float))
+    return reader
+
+
 def _non_finite(value: Any) -> bool:
     if isinstance(value, float):
         return not math.isfinite(value)
@@ -167,17 +181,16 @@ def make_validate_pass(spec: Spec) -> Pass:
     renames = {s.index: dict(s.columns) for s in spec.sources if s.columns}
     defaults = {f.name: f.default for f in spec.fields if f.default is not MISSING}
     fields = spec.fields
-    numbers = _Numbers()
-    decoder = json.JSONDecoder(parse_constant=numbers.constant, parse_float=numbers.float)  # one, not one per record
 
     def validate(batch: Batch) -> Batch:
         n = size(batch)
+        numbers, decoder = _json_reader()
         out: Batch = {field_column(f.name): [None] * n for f in fields}
         drop: list[str | None] = [None] * n
         error: list[str | None] = [None] * n
         for i, raw in enumerate(batch["_record"]):
             try:
-                problem = _check_record(raw, i, batch, out)
+                problem = _check_record(raw, i, batch, out, numbers, decoder)
             except RecursionError:
                 problem = "nested too deeply", None, "nested too deeply to read"
             if problem is not None:
@@ -187,7 +200,8 @@ def make_validate_pass(spec: Spec) -> Pass:
         out[ERROR] = error
         return out
 
-    def _check_record(raw: bytes, i: int, batch: Batch, out: Batch) -> tuple[str, str | None, str] | None:
+    def _check_record(raw: bytes, i: int, batch: Batch, out: Batch, numbers: _Numbers,
+                      decoder: json.JSONDecoder) -> tuple[str, str | None, str] | None:
         """Parse, check and store one record; (reason, field, message) when it is invalid."""
         unreadable = unreadable_reason(raw)
         if unreadable is not None:

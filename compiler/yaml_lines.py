@@ -10,9 +10,26 @@ from typing import Any
 
 import yaml
 from dsc.compiler.errors import Location, Problem, SpecError
-from dsc.compiler.limits import YAML_NODES
+from dsc.compiler.limits import YAML_DEPTH, YAML_NODES
 
 KeyPath = tuple[str | int, ...]
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing nesting deeper than YAML_DEPTH (flow `[[[`/`{{{` or block indentation) while
+    scanning, before it gets slow or recursive."""
+
+    def _deeper(self, level: int) -> None:
+        if level >= YAML_DEPTH:
+            raise yaml.scanner.ScannerError(None, None, f"nested deeper than {YAML_DEPTH} levels", self.get_mark())
+
+    def fetch_flow_collection_start(self, token_class: type) -> None:
+        self._deeper(self.flow_level)
+        super().fetch_flow_collection_start(token_class)
+
+    def add_indent(self, column: int) -> bool:
+        self._deeper(len(self.indents))
+        return super().add_indent(column)
 
 
 class _Builder:
@@ -54,7 +71,7 @@ class _Builder:
 
 def load_yaml_with_lines(text: str, filename: str) -> tuple[Any, dict[KeyPath, int]]:
     """Parse YAML text; return the data and a map from key path to 1-based line."""
-    loader = yaml.SafeLoader(text)
+    loader = _BoundedLoader(text)
     builder = _Builder(loader, filename)
     try:
         node = loader.get_single_node()
