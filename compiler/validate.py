@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import sys
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -165,7 +166,7 @@ def _value_problem(f: FieldSpec, value: Any, numbers: _Numbers, escapes: bool) -
     int64 (or a number outside float64), a non-finite number the field does not allow, a lone surrogate."""
     if f.type == "integer" and isinstance(value, int | float) and not INT64[0] <= value <= INT64[1]:
         return "integer out of range", f"{_short(value)} does not fit a 64-bit integer"
-    if f.type == "number" and isinstance(value, int) and abs(value) > 1.7e308:
+    if f.type == "number" and isinstance(value, int) and abs(value) > sys.float_info.max:
         return "number out of range", f"{_short(value)} does not fit a 64-bit float"
     if numbers.non_finite and not f.allow_nan and _non_finite(value):
         return "not a finite number", "NaN or Infinity is not allowed here (set allow_nan: true on the field to keep it)"
@@ -237,6 +238,8 @@ def make_validate_pass(spec: Spec) -> Pass:
                 value = json.dumps(value, ensure_ascii=False)
             elif f.type == "integer" and isinstance(value, float):
                 value = int(value)
+            elif f.type == "number" and isinstance(value, int) and not isinstance(value, bool):
+                value = float(value)  # Arrow's float64 takes no Python int outside int64
             out[field_column(f.name)][i] = value
         return None
 

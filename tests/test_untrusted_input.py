@@ -295,6 +295,8 @@ def _record_hazards(folder: Path) -> dict[int, str]:
         b'{"instruction": "allowed", "output": "x", "ratio": NaN}',
         {"instruction": "big float", "output": "x", "n": 1e300},
         GOOD[1],
+        {"instruction": "wide number", "output": "x", "score": 10**30},  # valid: a number field takes it as a float
+        {"instruction": "too wide", "output": "x", "score": int("9" * 400)},
     ]
     write_jsonl(folder / "data.jsonl", lines)
     csv_rows = [
@@ -318,13 +320,14 @@ def _record_hazards(folder: Path) -> dict[int, str]:
         7: "data.jsonl:7: score: NaN or Infinity",
         8: "data.jsonl:8: not valid JSON: Exceeds the limit (4300 digits)",
         10: "data.jsonl:10: n: 1e+300 does not fit a 64-bit integer",
+        13: "data.jsonl:13: score: 999",
     }
 
 
 def test_odd_json_lines_are_located(folder: Path) -> None:
     expected = _record_hazards(folder)
-    output = fails(folder, spec_text(fields=RECORD_FIELDS), 1, "8 record(s) failed", *expected.values())
-    assert "does not fit a 64-bit integer" in output
+    output = fails(folder, spec_text(fields=RECORD_FIELDS), 1, "9 record(s) failed", *expected.values())
+    assert "does not fit a 64-bit integer" in output and "does not fit a 64-bit float" in output
 
 
 def test_odd_csv_rows_and_json_array_items_are_located(folder: Path) -> None:
@@ -337,7 +340,7 @@ def test_odd_csv_rows_and_json_array_items_are_located(folder: Path) -> None:
 def test_odd_records_skip_and_count(folder: Path) -> None:
     _record_hazards(folder)
     spec = spec_text(fields=RECORD_FIELDS, on_invalid="skip", sources="[{path: data.jsonl}, {path: data.csv}, {path: data.json}]")
-    manifest = _build_and_load(folder, spec, kept=3 + 3 + 1)
+    manifest = _build_and_load(folder, spec, kept=4 + 3 + 1)
     assert manifest["counts"]["invalid"] == {
         "invalid: n: integer out of range": 2,
         "invalid: nested too deeply": 2,
@@ -345,6 +348,7 @@ def test_odd_records_skip_and_count(folder: Path) -> None:
         "invalid: not UTF-8": 3,
         "invalid: score: not a finite number": 2,
         "invalid: number out of range": 1,
+        "invalid: score: number out of range": 1,
         "invalid: CSV field count": 2,
     }
 
