@@ -22,11 +22,11 @@ from dsc.compiler.limits import INT_BITS, RANGE_ITEMS, TEXT_CHARS, LimitError, c
 from jinja2 import StrictUndefined, Template, nodes
 from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
-from jinja2.utils import Namespace
+from jinja2.utils import Namespace, _PassArg
 
 _PERCENT_WIDTH = re.compile(r"%(?:\([^)]*\))?[-#0 +]*(\*|\d+)?(?:\.(\*|\d+))?")
 _BRACE_WIDTH = re.compile(r"\{[^{}]*:[^{}]*?(\d{7,})[^{}]*\}")
-_WIDTH_FILTERS = ("center", "indent", "wordwrap", "truncate", "batch", "slice", "format")
+_WIDTH_FILTERS = ("center", "indent", "wordwrap", "truncate", "batch", "slice", "format", "tojson", "replace", "join")
 
 
 def _too_big(what: str) -> LimitError:
@@ -50,12 +50,34 @@ def _check_ints(args: Iterable[Any]) -> None:
             raise _too_big(f"a width or count of {arg}")
 
 
+def _check_expansion(text: str, places: int, values: Iterable[Any]) -> None:
+    """Refuse text that putting `values` into `places` spots of `text` would make too long (`'{0}' * 100000` formatted
+    with a long field, `'%(a)s' * 100000 % {'a': ...}`, a replace or a join that multiplies its input)."""
+    longest = max((len(v) for v in values if isinstance(v, str)), default=0)
+    if len(text) + places * longest > TEXT_CHARS:
+        raise _too_big(f"the text this builds ({places:,} places for values of up to {longest:,} characters)")
+
+
 def _check_percent(fmt: str, args: Any) -> None:
     for star_or_width in _PERCENT_WIDTH.findall(fmt):
         for part in star_or_width:
             if part.isdigit() and int(part) > TEXT_CHARS:
                 raise _too_big(f"a format width of {part}")
-    _check_ints(args if isinstance(args, tuple) else (args,))
+    values = tuple(args.values()) if isinstance(args, dict) else args if isinstance(args, tuple) else (args,)
+    _check_ints(values)
+    _check_expansion(fmt, fmt.count("%"), values)
+
+
+def _check_replace(text: str, old: Any, new: Any) -> None:
+    if isinstance(old, str) and isinstance(new, str) and len(new) > len(old):
+        _check_expansion(text, text.count(old) if old else len(text) + 1, [new])
+
+
+def _check_join(separator: Any, items: list[Any]) -> None:
+    if isinstance(separator, str):
+        _check_expansion("", len(items), [separator])
+    if sum(len(item) for item in items if isinstance(item, str)) > TEXT_CHARS:
+        raise _too_big(f"a join of {len(items):,} items")
 
 
 def _check_binop(op: str, left: Any, right: Any) -> None:
@@ -89,11 +111,21 @@ class _BoundedNamespace(Namespace):
 
 
 def _bounded_filter(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """A filter that refuses huge widths and counts, and replaces or joins that would build too much text."""
+    skip = 1 if _PassArg.from_obj(fn) is not None else 0  # the context, environment or eval context Jinja passes first
+
     @wraps(fn)
     def run(*args: Any, **kwargs: Any) -> Any:
-        _check_ints(list(args[1:]) + list(kwargs.values()))
-        if fn.__name__ == "do_format" and args and isinstance(args[0], str):
-            _check_percent(args[0], tuple(args[1:]))
+        head, value, rest = args[:skip], args[skip] if len(args) > skip else None, list(args[skip + 1 :])
+        _check_ints(rest + list(kwargs.values()))
+        if fn.__name__ == "do_format" and isinstance(value, str):
+            _check_percent(value, tuple(rest))
+        elif fn.__name__ == "do_replace" and isinstance(value, str) and len(rest) >= 2:
+            _check_replace(value, rest[0], rest[1])
+        elif fn.__name__ == "do_join" and value is not None:
+            value = list(value)
+            _check_join(rest[0] if rest else kwargs.get("d", ""), value)
+            args = (*head, value, *rest)
         return fn(*args, **kwargs)
 
     return run
@@ -130,6 +162,12 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
         check_deadline()
         if isinstance(__obj, types.BuiltinMethodType):
             _check_ints(list(args) + list(kwargs.values()))
+            owner = getattr(__obj, "__self__", None)
+            if isinstance(owner, str) and __obj.__name__ == "replace" and len(args) >= 2:
+                _check_replace(owner, args[0], args[1])
+            elif isinstance(owner, str) and __obj.__name__ == "join" and args:
+                args = (list(args[0]), *args[1:])
+                _check_join(owner, args[0])
         result = super().call(__context, __obj, *args, **kwargs)
         _size(result)
         return result
@@ -139,12 +177,15 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
         wrapped = super().wrap_str_format(value)
         if wrapped is None:
             return None
-        if _BRACE_WIDTH.search(value.__self__):
+        fmt = value.__self__
+        if _BRACE_WIDTH.search(fmt):
             raise _too_big("a format width")
 
         def run(*args: Any, **kwargs: Any) -> str:
             mappings = [a for a in args if isinstance(a, dict)]
-            _check_ints([*args, *kwargs.values(), *(v for m in mappings for v in m.values())])
+            values = [*args, *kwargs.values(), *(v for m in mappings for v in m.values())]
+            _check_ints(values)
+            _check_expansion(fmt, fmt.count("{"), values)
             return wrapped(*args, **kwargs)
 
         return run
@@ -160,7 +201,7 @@ def environment() -> BoundedSandbox:
     env.globals["namespace"] = _BoundedNamespace
     for name in _WIDTH_FILTERS:
         env.filters[name] = _bounded_filter(env.filters[name])
-    env.filters["json"] = _to_json
+    env.filters["json"] = _bounded_filter(_to_json)
     return env
 
 

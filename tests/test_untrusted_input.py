@@ -275,6 +275,34 @@ def test_bounded_passes_pickle_into_worker_processes(folder: Path) -> None:
     assert out["prompt"][0].startswith("hi 1024") and out["_drop"] == [None, "limit: template size"]
 
 
+AMPLIFIERS = [
+    "{{ ('{0}' * 100000).format(big) }}",
+    "{{ ('%(a)s' * 100000) % {'a': big} }}",
+    "{{ big | replace('', 'yyyyyyyyyy') }}",
+    "{{ big.replace('x', 'yy') }}",
+    "{{ ([big] * 100000) | join }}",
+    "{{ ','.join([big] * 1000) }}",
+    "{{ big | json(indent=10**9) }}",
+    "{{ 'a'.ljust(10**10) }}",
+    "{{ '%.2000000f' % 1.5 }}",
+    "{{ big | center(10**10) }}",
+    "{% set ns = namespace(x=big) %}{% for i in range(3) %}{% set ns.x = ns.x ~ ns.x %}{% endfor %}{{ ns.x }}",
+    "{% macro m() %}{% for i in range(100000) %}{{ big }}{% endfor %}{% endmacro %}{{ m() }}",
+]
+
+
+@pytest.mark.parametrize("text", AMPLIFIERS)
+def test_text_amplifiers_are_refused_before_they_allocate(text: str) -> None:
+    # In-process (the CLI cases above cover the wiring): each would build gigabytes from a 900 KB field.
+    from dsc.compiler.limits import LimitError, record_limits, timed_records
+    from dsc.compiler.sandbox import render_text
+
+    start = time.monotonic()
+    with timed_records(), pytest.raises(LimitError), record_limits():
+        render_text(text, {"big": "x" * 900_000})
+    assert time.monotonic() - start < 1.5
+
+
 # --- odd records: numbers, nesting, surrogates, encodings, CSV quirks -------------------------------------------------
 
 RECORD_FIELDS = ("n: {type: integer}", "score: {type: number}", "ratio: {type: number, allow_nan: true}", "extra: {type: any}")
