@@ -3,9 +3,10 @@
 Jinja's own sandbox stops attribute tricks and mutation but not work: `{{ 'a' * 10**10 }}`, `{{ 2**(2**40) }}` (which
 Jinja would even fold at compile time) or nested `range()` loops. Here every `*`, `**`, `+` and `%` goes through
 `call_binop`, which refuses results over the bounds in `dsc.compiler.limits`; intercepted operators are never folded
-at compile time (Jinja's `BinExpr.as_const` gives up on them in a sandbox), and the width-taking filters refuse huge
-widths before they run (filters are folded with constant arguments, so this covers compile time too). `lipsum` is
-gone, `range` is capped, `namespace` attributes are bounded, and the environment has no loader: `{% include %}` and
+at compile time (Jinja's `BinExpr.as_const` gives up on them in a sandbox). Filters and string methods that take a
+width or count, or that multiply text (`replace`, `join`, `format`, `%`), refuse before they run what would be too
+long (filters are folded with constant arguments, so this covers compile time too). `lipsum` is gone, `range` is
+capped, `namespace` attributes and macro output are bounded, and the environment has no loader: `{% include %}` and
 `{% import %}` cannot read files.
 """
 
