@@ -303,6 +303,31 @@ def test_text_amplifiers_are_refused_before_they_allocate(text: str) -> None:
     assert time.monotonic() - start < 1.5
 
 
+def test_time_limit_holds_outside_the_main_thread() -> None:
+    # The timer signal only reaches the main thread (dsc.build called from a worker thread): there the sandbox's own
+    # deadline checks stop the record.
+    import threading
+
+    from dsc.compiler.limits import RECORD_SECONDS, LimitError, record_limits, timed_records
+    from dsc.compiler.sandbox import render_text
+
+    caught: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            with timed_records(), record_limits():
+                render_text("{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}", {})
+        except LimitError as exc:
+            caught.append(exc)
+
+    start = time.monotonic()
+    thread = threading.Thread(target=work)
+    thread.start()
+    thread.join(timeout=10)
+    assert not thread.is_alive() and len(caught) == 1 and "per-record time limit" in str(caught[0])
+    assert RECORD_SECONDS <= time.monotonic() - start < RECORD_SECONDS + 3
+
+
 # --- odd records: numbers, nesting, surrogates, encodings, CSV quirks -------------------------------------------------
 
 RECORD_FIELDS = ("n: {type: integer}", "score: {type: number}", "ratio: {type: number, allow_nan: true}", "extra: {type: any}")
