@@ -6,8 +6,10 @@ dropped or swapped with its neighbour, a polite opening or a closing clause adde
 tail of another) until there are 5,000, shuffled. Each filter starts from the 175 seeds, as a run does, and judges the
 candidates in order, remembering each one it keeps.
 
-Prints, per filter: seconds, candidates per second, how many it keeps; how often the two agree; and the time the
-textbook per-pair dynamic programme (what Alpaca's rouge_score runs, in a process pool) takes on a prefix of the
+Prints, per filter: seconds, candidates per second, how many it keeps; how often the two agree; for MinHash, how many
+pairs right at its threshold it misses (tests/threshold_pairs.py: copies of real instructions whose word sets have
+exactly the threshold's Jaccard with the original), with its recall banding and with dedup's banding; and the time
+the textbook per-pair dynamic programme (what Alpaca's rouge_score runs, in a process pool) takes on a prefix of the
 candidates, checked to make the same decisions as dsc's vectorized ROUGE-L.
 
     python bench/novelty_bench.py [--candidates 5000] [--thresholds 0.5,0.6,0.7] [--reference 300]
@@ -23,12 +25,14 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(REPO)]
+sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
 from dsc.compiler.dedup_spec import Near  # noqa: E402
 from dsc.compiler.generate.novelty import MinHashNovelty, RougeNovelty  # noqa: E402
 from dsc.compiler.generate.rouge import tokenize  # noqa: E402
 from dsc.compiler.generate.spec import DEFAULT_MINHASH_NGRAM, DEFAULT_MINHASH_THRESHOLD, read_seeds  # noqa: E402
+from dsc.compiler.lsh import band_shape  # noqa: E402
+from threshold_pairs import threshold_pairs  # noqa: E402
 
 DATA = REPO / "formats" / "data"
 OPENINGS = ["Please", "Can you", "Now,", "Quickly", "In a few words,"]
@@ -108,6 +112,14 @@ def run(index: MinHashNovelty | RougeNovelty, seeds: list[str], texts: list[str]
     return [v is not None and v.novel for v in verdicts], time.perf_counter() - start
 
 
+def misses(near: Near, pairs: list[tuple[str, str]]) -> int:
+    """Copies an index holding the originals keeps (does not find too similar to their original)."""
+    index = MinHashNovelty(near, top=len(pairs))
+    index.add(list(dict.fromkeys(a for a, _ in pairs)))
+    verdicts = index.select([b for _, b in pairs], room=len(pairs))
+    return sum(v is None or v.novel or a not in dict(v.similar) for (a, _), v in zip(pairs, verdicts, strict=True))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--candidates", type=int, default=5000)
@@ -118,6 +130,7 @@ def main() -> None:
     args = parser.parse_args()
 
     seeds = [t.instruction for t in read_seeds(DATA / "alpaca_seed_tasks.jsonl")]
+    demo = [r["instruction"] for r in json.loads((DATA / "alpaca_en_demo.json").read_text(encoding="utf-8"))]
     texts = candidates(args.candidates, args.seed, seeds)
     print(f"{len(texts)} candidates ({len(set(texts))} distinct texts), {len(seeds)} seeds to start from")
 
@@ -127,9 +140,15 @@ def main() -> None:
         keeps, seconds = run(MinHashNovelty(Near(threshold=threshold, ngram=DEFAULT_MINHASH_NGRAM)), seeds, texts, args.chunk)
         agree = sum(a == b for a, b in zip(keeps, rouge_keeps, strict=True))
         label = " (default)" if threshold == DEFAULT_MINHASH_THRESHOLD else ""
+        pairs = threshold_pairs(demo, threshold)
+        missed = misses(Near(threshold=threshold, ngram=DEFAULT_MINHASH_NGRAM), pairs)
+        bands, rows = band_shape(threshold, 128)
+        dedup_missed = misses(Near(threshold=threshold, ngram=DEFAULT_MINHASH_NGRAM, bands=bands, rows=rows), pairs)
         print(
             f"minhash >= {threshold:.2f} drops  {seconds:7.2f} s  {len(texts) / seconds:9.0f} candidates/s  kept {sum(keeps)}  "
-            f"same decision as rouge-l on {agree / len(texts):.1%}  speed-up {rouge_s / seconds:.1f}x{label}"
+            f"same decision as rouge-l on {agree / len(texts):.1%}  speed-up {rouge_s / seconds:.1f}x{label}\n"
+            f"    pairs at exactly {threshold:.2f} missed: {missed} of {len(pairs)} ({missed / len(pairs):.2%}); "
+            f"with dedup's banding ({bands}x{rows}): {dedup_missed} ({dedup_missed / len(pairs):.2%})"
         )
     prefix = texts[: args.reference]
     keeps, seconds = reference_keeps(seeds, prefix, 0.7)

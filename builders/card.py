@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import yaml
+from dsc.builders.manifest import tokenizer_identity
 from dsc.compiler.pipeline import PACKAGE_FEATURES, Compiled
 
 _SIZES = [(1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"), (10_000_000, "1M<n<10M")]
@@ -103,7 +104,7 @@ def card_body(compiled: Compiled) -> str:
         "",
         "## Tokens",
         "",
-        f"Tokenizer `{tok.name}` (sha256 {tok.sha256[:12]}), EOS `{tok.eos_token}`.",
+        f"Tokenizer `{tokenizer_identity(compiled)['name']}` (sha256 {tok.sha256[:12]}), EOS `{tok.eos_token}`.",
         "",
         "| split | records | tokens | trainable | min | mean | p50 | p95 | max |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",

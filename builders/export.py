@@ -19,6 +19,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+from dsc.builders.outputs import EXPORT, check_output
 from dsc.builders.package import staging
 from dsc.builders.verify import read_package
 
@@ -137,15 +138,23 @@ def export(package: str | Path, to: str, output: str | Path | None = None) -> Ex
     """Write `to`'s files for a package into `output` (default: `<package>-<to>` beside it) and return the snippet.
 
     The snippet (also saved as llamafactory.yaml / axolotl.yaml in the export) uses absolute paths, so it works from
-    wherever the trainer is launched."""
+    wherever the trainer is launched. `dsc-export.json` marks the folder as an export, so a later export may replace it;
+    any other existing folder that is not empty, a file, or a folder holding or inside the package is refused
+    (`OutputError`, before anything is written)."""
     package = Path(package).resolve()
     manifest = read_package(package)
     if to not in WRITERS:
         raise ValueError(f"unknown trainer {to!r}; one of {', '.join(TRAINERS)}")
-    final = Path(output) if output is not None else package.parent / f"{package.name}-{to}"
-    final = final.resolve()
+    final = check_output(
+        output if output is not None else package.parent / f"{package.name}-{to}",
+        EXPORT,
+        [("package", package)],
+        may_nest=False,
+    )
     splits = _splits(package, manifest)
-    with staging(final) as stage:
+    with staging(final, EXPORT) as stage:
         snippet = WRITERS[to](stage, final, manifest, splits)
         (stage / SNIPPETS[to]).write_text(snippet, encoding="utf-8")
+        marker = {"format": EXPORT.format + "1", "to": to, "package": manifest["name"], "fingerprint": manifest["fingerprint"]}
+        (stage / EXPORT.marker).write_text(json.dumps(marker, indent=2) + "\n", encoding="utf-8")
     return Exported(final, snippet)

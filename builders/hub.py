@@ -2,9 +2,10 @@
 
 The token is huggingface_hub's own (HF_TOKEN, else the saved `hf auth login`), never the spec's; it is handed to the
 client and nothing else, and any message shown to the user is scrubbed of it. HF_ENDPOINT and HF_HUB_OFFLINE are
-honoured through huggingface_hub's constants. Every failure a user can meet (offline, no token, token rejected, a repo
-in someone else's namespace, the network, a package that differs from its manifest) becomes one `DscError` line,
-raised before or instead of the commit; the local package is only ever read.
+honoured through huggingface_hub's constants. Every request times out (`dsc.builders.hub_http`, DSC_HUB_TIMEOUT).
+Every failure a user can meet (offline, no token, token rejected, a repo in someone else's namespace, the network, a
+Hub that stops answering, a package that differs from its manifest) becomes one `DscError` line, raised before or
+instead of the commit; the local package is only ever read.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from dsc.builders.hub_http import apply_timeouts, describe
 from dsc.builders.verify import read_package
 from dsc.compiler.errors import DscError
 
@@ -46,34 +48,14 @@ def _token_source() -> str:
 
 
 class _Scrub:
-    """Turns any exception into one line with the token masked."""
+    """Turns any exception into one `PublishError` line with the token masked."""
 
     def __init__(self, token: str | None, endpoint: str) -> None:
         self.token = token
         self.endpoint = endpoint
 
-    def line(self, text: str) -> str:
-        text = " ".join(str(text).split())
-        return text.replace(self.token, "***") if self.token else text
-
     def error(self, exc: BaseException, doing: str) -> PublishError:
-        import httpx2
-        from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
-
-        root: BaseException = exc
-        while root.__cause__ is not None and not isinstance(root, (httpx2.TransportError, HfHubHTTPError)):
-            root = root.__cause__
-        if isinstance(root, OfflineModeIsEnabled):
-            return PublishError("offline mode is on (HF_HUB_OFFLINE=1): publishing needs the Hub; unset it to publish")
-        if isinstance(root, httpx2.TransportError):
-            return PublishError(
-                self.line(f"cannot reach the Hub at {self.endpoint} while {doing}: {type(root).__name__}: {root}")
-            )
-        if isinstance(root, HfHubHTTPError) and root.response is not None:
-            status = root.response.status_code
-            said = root.server_message or str(root).splitlines()[0]
-            return PublishError(self.line(f"the Hub at {self.endpoint} refused {doing}: HTTP {status}: {said}"))
-        return PublishError(self.line(f"{doing} failed: {type(root).__name__}: {root}"))
+        return PublishError(describe(exc, self.endpoint, doing, self.token))
 
 
 def _commit_message(manifest: dict[str, Any]) -> str:
@@ -109,6 +91,7 @@ def publish(
     if not token:
         raise PublishError("no Hugging Face token: set HF_TOKEN or run `hf auth login` (a token with write access)")
     scrub = _Scrub(token, endpoint)
+    apply_timeouts()
     api = HfApi(endpoint=endpoint, token=token)
 
     try:

@@ -19,10 +19,13 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
+from dsc.builders.audit import write_audit
 from dsc.builders.card import render_card
 from dsc.builders.duplicates import write_duplicates
 from dsc.builders.manifest import build_manifest
+from dsc.builders.outputs import PACKAGE, Kind, check_package_output, check_replaceable
 from dsc.compiler.pipeline import PACKAGE_FEATURES, Compiled
 
 MAX_SHARD_BYTES = 500 * 1024 * 1024
@@ -70,6 +73,25 @@ def _write_split(table: pa.Table, name: str, data_dir: Path) -> dict[str, dict[s
     return files
 
 
+def _column_size(column: pa.ChunkedArray | pa.Array) -> int:
+    kind = column.type
+    bitmap = math.ceil(len(column) / 8) if column.null_count else 0
+    if pa.types.is_string(kind) or pa.types.is_binary(kind):
+        return bitmap + 4 * (len(column) + 1) + int(pc.sum(pc.binary_length(column)).as_py() or 0)
+    if pa.types.is_list(kind):
+        return bitmap + 4 * (len(column) + 1) + _column_size(pc.list_flatten(column))
+    return bitmap + len(column) * kind.bit_width // 8
+
+
+def arrow_size(table: pa.Table) -> int:
+    """The bytes `table` takes in Arrow's layout as one chunk per column, with null bitmaps only where there are nulls.
+
+    The card's num_bytes: `Table.nbytes` depends on how the rows were chunked and whether a bitmap was allocated,
+    which differ with --num-proc; this depends on the rows alone. Knows the package's column types (strings, lists
+    of fixed-width values)."""
+    return sum(_column_size(column) for column in table.columns)
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -80,18 +102,30 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def reclaim(target: Path) -> None:
+def _ours(leftover: Path, what: str, kind: Kind) -> bool:
+    """A staging folder, or a moved-aside folder that is empty or of `kind`: safe to delete."""
+    if not leftover.is_dir() or leftover.is_symlink():
+        return False
+    return what == "tmp" or kind.owns(leftover) or not any(leftover.iterdir())
+
+
+def reclaim(target: Path, kind: Kind = PACKAGE) -> None:
     """Clean up after builds that were killed (SIGKILL, power loss) while writing `target`.
 
-    Their staging folders are removed, and if one died between moving the old package aside and moving the new one
-    in, the old package is put back. Folders of builds still running (their pid is alive) are left alone."""
-    for leftover in sorted(target.parent.glob(f".{target.name}.*-*-*")):
-        kind, pid = leftover.name[len(target.name) + 2 :].split("-")[:2]
-        if kind not in ("tmp", "old") or not pid.isdigit() or _alive(int(pid)):
+    Their staging folders are removed, and if one died between moving the old folder aside and moving the new one
+    in, the old folder is put back. Folders of builds still running (their pid is alive) are left alone, and so is a
+    moved-aside entry dsc cannot prove it wrote (older dsc versions moved a target file aside): it is put back when
+    the target is free, else kept."""
+    prefix = f".{target.name}."
+    for leftover in sorted(target.parent.iterdir()) if target.parent.is_dir() else []:
+        if not leftover.name.startswith(prefix):
             continue
-        if kind == "old" and not target.exists():
+        parts = leftover.name[len(prefix) :].split("-")
+        if len(parts) != 3 or parts[0] not in ("tmp", "old") or not parts[1].isdigit() or _alive(int(parts[1])):
+            continue
+        if parts[0] == "old" and not (target.exists() or target.is_symlink()):
             os.rename(leftover, target)
-        else:
+        elif _ours(leftover, parts[0], kind):
             shutil.rmtree(leftover, ignore_errors=True)
 
 
@@ -100,28 +134,41 @@ def _sibling(target: Path, kind: str) -> Path:
 
 
 @contextmanager
-def staging(target: Path) -> Iterator[Path]:
-    """A fresh folder beside `target`; on success it replaces `target`, on any failure it disappears."""
+def staging(target: Path, kind: Kind = PACKAGE) -> Iterator[Path]:
+    """A fresh folder beside `target`; on success it replaces `target`, on any failure it disappears.
+
+    `target` must be absent, an empty folder or a folder of `kind` (checked before and again at the swap). The
+    folder it replaces is moved aside, then removed once the new one is in place, or moved back if the swap fails."""
     target = target.resolve()
     target.parent.mkdir(parents=True, exist_ok=True)
-    reclaim(target)
+    reclaim(target, kind)
+    check_replaceable(target, kind)
     stage = _sibling(target, "tmp")
     stage.mkdir()
     try:
         yield stage
+        check_replaceable(target, kind)
         old = _sibling(target, "old")
         if target.exists():
             os.rename(target, old)
-        os.rename(stage, target)
-        if old.exists():
-            shutil.rmtree(old, ignore_errors=True)
+        try:
+            os.rename(stage, target)
+        except BaseException:
+            if old.exists():
+                os.rename(old, target)
+            raise
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
         raise
+    if old.exists():
+        shutil.rmtree(old, ignore_errors=True)  # whatever a failure leaves, the next reclaim() removes
 
 
 def write_package(compiled: Compiled, target: Path, extra: list[ExtraWriter] | None = None) -> Package:
-    """Write the splits, the card and the manifest (and run `extra` writers) into `target`, atomically."""
+    """Write the splits, the card and the manifest (and run `extra` writers) into `target`, atomically.
+
+    Raises `OutputError` (nothing written) when `target` is not a safe place for the package (see `dsc.builders.outputs`)."""
+    target = check_package_output(compiled.spec, target)
     with staging(target) as stage:
         data_dir = stage / "data"
         data_dir.mkdir()
@@ -135,13 +182,13 @@ def write_package(compiled: Compiled, target: Path, extra: list[ExtraWriter] | N
             files.update(written)
             split_info[name] = {
                 "num_examples": len(table),
-                "num_bytes": table.nbytes,
+                "num_bytes": arrow_size(table),
                 "download_size": sum(w["bytes"] for w in written.values()),
             }
         fingerprint = hashlib.sha256(
             json.dumps({rel: info["sha256"] for rel, info in sorted(files.items())}).encode()
         ).hexdigest()[:16]
-        writers = [write_duplicates, *(extra or [])]
+        writers = [write_duplicates, write_audit, *(extra or [])]
         extras = [added for writer in writers if (added := writer(stage, compiled)) is not None]
         manifest = build_manifest(compiled, files, fingerprint)
         for added in extras:

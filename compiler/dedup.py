@@ -13,17 +13,20 @@ copy of a training record into validation.
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 import datasets
 import numpy as np
 import pyarrow as pa
 from dsc.compiler import engine
-from dsc.compiler.batch import Batch, Pass, field_column, source_id
+from dsc.compiler.audit import audit_rows, no_audit, relative_file
+from dsc.compiler.batch import BOOKKEEPING, Batch, Pass, field_column, source_id
 from dsc.compiler.dedup_spec import RENDERED, DedupSpec
-from dsc.compiler.lsh import Measure, band_shape, find, near_clusters, similarity, union
+from dsc.compiler.lsh import Measure, band_shape, find, jaccard, near_clusters, settled, union
 from dsc.compiler.lsh import buckets as equal_key_pairs
 from dsc.compiler.minhash import HASH_SCHEME, SCHEME, batch_signatures, exact_keys, shingle_sets
 from dsc.compiler.spec import Spec
@@ -49,7 +52,11 @@ class Duplicates:
     similarity: np.ndarray
     reason: np.ndarray
     validation: np.ndarray
+    measured: np.ndarray
+    """True where `similarity` is the exact Jaccard of the shingle sets (exact copies, and pairs whose estimate lay
+    near the threshold); False where it is the MinHash estimate, far enough from the threshold to decide."""
     records: list[dict[str, Any]] = field(default_factory=list)
+    audit: pa.Table = field(default_factory=no_audit)
     counts: dict[str, Any] = field(default_factory=dict)
     settings: dict[str, Any] = field(default_factory=dict)
 
@@ -147,9 +154,7 @@ def exact_similarity(table: pa.Table, dedup: DedupSpec) -> Measure:
         at = {r: i for i, r in enumerate(rows.tolist())}
         out = np.empty(len(u))
         for i, (a, b) in enumerate(zip(u.tolist(), v.tolist(), strict=True)):
-            sa, sb = sets[at[a]], sets[at[b]]
-            both = np.intersect1d(sa, sb, assume_unique=True).size
-            out[i] = both / max(1, sa.size + sb.size - both)
+            out[i] = jaccard(sets[at[a]], sets[at[b]])
         return out
 
     return measure
@@ -185,11 +190,17 @@ def decide(table: pa.Table, dedup: DedupSpec, validation: np.ndarray) -> Duplica
     dropped = np.nonzero(moved)[0]
     kept = keeper[dropped]
     reason = np.where(validation[dropped] & ~validation[kept], "leakage", "near")
-    if dedup.exact:
-        exact = table.column(EXACT).to_numpy()
+    exact = table.column(EXACT).to_numpy() if dedup.exact else None
+    if exact is not None:
         reason = np.where((reason == "near") & (exact[dropped] == exact[kept]), "exact", reason)
-    sims = similarity(signatures, dropped, kept) if signatures is not None else np.ones(len(dropped))
-    return Duplicates(dropped=dropped, kept=kept, similarity=sims, reason=reason, validation=validation)
+    sims, measured = np.ones(len(dropped)), np.ones(len(dropped), dtype=bool)
+    if signatures is not None:
+        assert dedup.near is not None
+        # Equal exact keys mean equal normalized texts, hence equal shingle sets: Jaccard 1, nothing to measure.
+        near = exact[dropped] != exact[kept] if exact is not None else np.ones(len(dropped), dtype=bool)
+        measure = exact_similarity(table, dedup)
+        sims[near], measured[near] = settled(signatures, dropped[near], kept[near], dedup.near.threshold, measure)
+    return Duplicates(dropped=dropped, kept=kept, similarity=sims, reason=reason, validation=validation, measured=measured)
 
 
 def _counts(dups: Duplicates) -> dict[str, Any]:
@@ -212,14 +223,43 @@ def _records(table: pa.Table, dups: Duplicates) -> list[dict[str, Any]]:
         _source_ids(table, dups.dropped),
         _source_ids(table, dups.kept),
         dups.similarity.tolist(),
+        dups.measured.tolist(),
         dups.reason.tolist(),
         dups.validation[dups.dropped].tolist(),
         strict=True,
     )
     return [
-        {"source_id": d, "kept_source_id": k, "similarity": round(s, 4), "reason": r, "split": "validation" if v else "train"}
-        for d, k, s, r, v in rows
+        {
+            "source_id": d,
+            "kept_source_id": k,
+            "similarity": round(s, 4),
+            "measure": "exact" if m else "minhash",
+            "reason": r,
+            "split": "validation" if v else "train",
+        }
+        for d, k, s, m, r, v in rows
     ]
+
+
+def _audit(table: pa.Table, dups: Duplicates, folder: Path) -> pa.Table:
+    """The audit rows of the dropped records: the kept record (its file and line too) and the similarity that decided."""
+    kept_files = [relative_file(f, folder) for f in table.column("_file").take(dups.kept).to_pylist()]
+    kept_lines = table.column("_line").take(dups.kept).to_pylist()
+    details = [
+        json.dumps(
+            {
+                "kept_source_id": r["kept_source_id"],
+                "kept_file": f,
+                "kept_line": line,
+                "similarity": r["similarity"],
+                "measure": r["measure"],
+                "split": r["split"],
+            }
+        )
+        for r, f, line in zip(dups.records, kept_files, kept_lines, strict=True)
+    ]
+    reasons = pa.array([REASONS[r] for r in dups.reason.tolist()], pa.string())
+    return audit_rows(table.select(list(BOOKKEEPING)).take(dups.dropped), "duplicate", reasons, pa.array(details, pa.string()))
 
 
 def settings(dedup: DedupSpec) -> dict[str, Any]:
@@ -262,6 +302,7 @@ def deduplicate(spec: Spec, ds: datasets.Dataset, num_proc: int | None = None) -
     dups.counts = _counts(dups)
     dups.settings = settings(dedup)
     dups.records = _records(table, dups)
+    dups.audit = _audit(table, dups, spec.path.parent)
     keep = np.ones(len(table), dtype=bool)
     keep[dups.dropped] = False
     out = ds.data.table.append_column(VALIDATION, pa.array(validation)).filter(pa.array(keep))

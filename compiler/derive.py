@@ -10,7 +10,7 @@ import json
 import re
 from typing import Any
 
-from dsc.compiler.batch import DROP, ERROR, Batch, Pass, drops, field_column, location, size
+from dsc.compiler.batch import DETAIL, DROP, ERROR, Batch, Pass, drops, field_column, location, size
 from dsc.compiler.sandbox import expression
 from dsc.compiler.spec import Spec
 from jinja2 import TemplateError
@@ -19,6 +19,16 @@ from jinja2 import TemplateError
 def context_value(value: Any, as_json: bool) -> Any:
     """A stored field value as templates see it (JSON-stored fields decoded)."""
     return json.loads(value) if as_json and value is not None else value
+
+
+SHOWN_TEXT = (120, 80)
+"""How much of a text a regex failed on the audit keeps: its head and its tail (where anchored patterns fail)."""
+
+
+def shorten(text: str) -> str:
+    """The text a derived field failed on, cut to its head and tail for the audit."""
+    head, tail = SHOWN_TEXT
+    return text if len(text) <= head + tail + 3 else f"{text[:head]} … {text[-tail:]}"
 
 
 def make_derive_pass(spec: Spec) -> Pass:
@@ -35,6 +45,7 @@ def make_derive_pass(spec: Spec) -> Pass:
         n = size(batch)
         drop = list(drops(batch))
         error = list(batch.get(ERROR) or [None] * n)
+        detail = list(batch.get(DETAIL) or [None] * n)
         out: Batch = {field_column(d.name): [None] * n for d, _, _ in steps}
         present = [k for k in spec.variables if field_column(k) in batch]
         for d, pattern, expr in steps:
@@ -52,6 +63,8 @@ def make_derive_pass(spec: Spec) -> Pass:
                             continue
                         drop[i] = f"invalid: derived '{d.name}' did not match"
                         error[i] = f"{location(batch, i, d.source)}: derived field '{d.name}': regex did not match"
+                        shown = shorten(text) if isinstance(text, str) else text
+                        detail[i] = json.dumps({"field": d.source, "regex": d.regex, "text": shown}, ensure_ascii=False)
                         continue
                     column[i] = match.group(d.group)
                 else:
@@ -65,10 +78,12 @@ def make_derive_pass(spec: Spec) -> Pass:
                             continue
                         drop[i] = f"invalid: derived '{d.name}' failed"
                         error[i] = f"{location(batch, i)}: derived field '{d.name}': {exc}"
+                        detail[i] = json.dumps({"field": d.name, "expression": expr, "message": str(exc)}, ensure_ascii=False)
                         continue
                     column[i] = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
         out[DROP] = drop
         out[ERROR] = error
+        out[DETAIL] = detail
         return out
 
     return derive

@@ -15,12 +15,13 @@ so the encodes of prompt tails are remembered.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from itertools import chain
 
 import numpy as np
 import pyarrow as pa
-from dsc.compiler.batch import DROP, ERROR, Batch, Pass, drops, location, size
+from dsc.compiler.batch import DETAIL, DROP, ERROR, Batch, Pass, drops, location, size
 from dsc.compiler.render import SEGMENTS
 from dsc.compiler.spec import Lengths, Spec
 from dsc.compiler.tokenizer import LoadedTokenizer
@@ -40,8 +41,14 @@ class Encoded:
     ids: list[int]
     labels: list[int]
     truncated: bool = False
-    problem: str | None = None  # "source" or "target" or "total": which length failed
+    problem: str | None = None  # "source", "target" or "total": which length failed; "short": the cut left too little
     policy: str | None = None  # the failing side's policy: drop or error
+    prompt_tokens: int = 0  # the prompt's length after any cut (with the tokenizer's prefix); "short": what it would be
+    response_tokens: int = 0  # the same for the response, EOS included
+
+
+LIMITS = {"source": "max_source_length", "target": "max_target_length", "total": "max_length"}
+TOO_SHORT = "too short after truncation"
 
 
 def _cut(ids: list[int], labels: list[int], keep: int, side: str, protect: int) -> tuple[list[int], list[int]]:
@@ -61,7 +68,10 @@ def fit(
     lengths: Lengths,
     protect: int,
 ) -> Encoded:
-    """Apply the length limits; the target always keeps its EOS (it is appended after any cut)."""
+    """Apply the length limits; the target always keeps its EOS (it is appended after any cut).
+
+    A target cut below `min_target_tokens` makes the record "short": trained on a stub of its answer and the EOS, it
+    would teach the model to stop right after an answer's first words."""
     truncated = False
     ls = lengths
     if ls.max_source_length is not None and len(src_ids) > ls.max_source_length:
@@ -69,11 +79,12 @@ def fit(
             return Encoded([], [], problem="source", policy=ls.source_overflow)
         src_ids, src_labels = _cut(src_ids, src_labels, ls.max_source_length, ls.prompt_truncation, protect)
         truncated = True
+    target_cut = False
     if ls.max_target_length is not None and len(tgt_ids) + 1 > ls.max_target_length:
         if ls.target_overflow != "truncate":
             return Encoded([], [], problem="target", policy=ls.target_overflow)
         tgt_ids, tgt_labels = tgt_ids[: ls.max_target_length - 1], tgt_labels[: ls.max_target_length - 1]
-        truncated = True
+        truncated = target_cut = True
     if ls.max_length is not None:
         excess = len(src_ids) + len(tgt_ids) + 1 - ls.max_length
         if excess > 0:
@@ -81,15 +92,18 @@ def fit(
                 return Encoded([], [], problem="total", policy=ls.target_overflow)
             keep = max(min(len(tgt_ids), 1), len(tgt_ids) - excess)
             excess -= len(tgt_ids) - keep
+            target_cut = target_cut or keep < len(tgt_ids)
             tgt_ids, tgt_labels = tgt_ids[:keep], tgt_labels[:keep]
             truncated = True
         if excess > 0:
             if ls.source_overflow != "truncate" or len(src_ids) - excess < protect:
                 return Encoded([], [], problem="total", policy=ls.source_overflow)
             src_ids, src_labels = _cut(src_ids, src_labels, len(src_ids) - excess, ls.prompt_truncation, protect)
+    if target_cut and len(tgt_ids) < ls.min_target_tokens:
+        return Encoded([], [], problem="short", policy="drop", prompt_tokens=len(src_ids), response_tokens=len(tgt_ids) + 1)
     ids = src_ids + tgt_ids + [eos_id]
     labels = src_labels + tgt_labels + [eos_id]
-    return Encoded(ids, labels, truncated=truncated)
+    return Encoded(ids, labels, truncated=truncated, prompt_tokens=len(src_ids), response_tokens=len(tgt_ids) + 1)
 
 
 def head_cut(response: str) -> int:
@@ -126,6 +140,7 @@ def make_encode_pass(spec: Spec, tok: LoadedTokenizer) -> Pass:
         n = size(batch)
         drop = list(drops(batch))
         error = list(batch.get(ERROR) or [None] * n)
+        detail: list[str | None] = [None] * n
         live = [i for i in range(n) if drop[i] is None]
         # Pieces of each live record: (text, trained) pairs, the final response last.
         pieces: list[list[tuple[str, bool]]] = []
@@ -172,16 +187,27 @@ def make_encode_pass(spec: Spec, tok: LoadedTokenizer) -> Pass:
             right = head_ids[j] if j in head_ids else tgt[: max(len(joined) - len(left), 0)]
             drift[i] = bool(heads[j]) and joined != left + right
             result = fit(src_ids, src_labels, tgt, list(tgt), tok.eos_id, lengths, len(prefix))
-            if result.problem is not None:
-                limit = {"source": "max_source_length", "target": "max_target_length", "total": "max_length"}[result.problem]
+            if result.problem is None and not result.truncated:
+                input_ids[i], labels[i], truncated[i] = result.ids, result.labels, False
+                continue
+            facts = {"before": {"prompt": len(src_ids), "response": len(tgt) + 1}}
+            if result.problem in LIMITS:
+                limit = LIMITS[result.problem]
                 drop[i] = f"too long: {limit}"
+                detail[i] = json.dumps({**facts, "limit": {limit: getattr(lengths, limit)}})
                 if result.policy == "error":
                     error[i] = (
                         f"{location(batch, i)}: longer than lengths.{limit} "
                         f"({len(src_ids)} prompt + {len(tgt) + 1} response tokens) and overflow is 'error'"
                     )
                 continue
-            input_ids[i], labels[i], truncated[i] = result.ids, result.labels, result.truncated
+            facts["after"] = {"prompt": result.prompt_tokens, "response": result.response_tokens}
+            if result.problem == "short":
+                drop[i] = TOO_SHORT
+                detail[i] = json.dumps({**facts, "min_target_tokens": lengths.min_target_tokens})
+                continue
+            detail[i] = json.dumps(facts)
+            input_ids[i], labels[i], truncated[i] = result.ids, result.labels, True
         return {
             "input_ids": _int32_lists(input_ids, drop),
             "labels": _int32_lists(labels, drop),
@@ -189,6 +215,7 @@ def make_encode_pass(spec: Spec, tok: LoadedTokenizer) -> Pass:
             "_drift": drift,
             DROP: drop,
             ERROR: error,
+            DETAIL: detail,
         }
 
     return encode

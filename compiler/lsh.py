@@ -70,6 +70,17 @@ def similarity(signatures: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarr
     return out
 
 
+def settled(signatures: np.ndarray, u: np.ndarray, v: np.ndarray, threshold: float, measure: Measure) -> tuple[np.ndarray, np.ndarray]:
+    """Each pair's Jaccard as dedup decides on it, and which of them are exact: the signature estimate, unless it
+    lies within MARGIN standard errors of the threshold; those few pairs get `measure`, the exact Jaccard."""
+    margin = MARGIN * np.sqrt(threshold * (1 - threshold) / signatures.shape[1])
+    value = similarity(signatures, u, v)
+    unsure = np.abs(value - threshold) < margin
+    if unsure.any():
+        value[unsure] = measure(u[unsure], v[unsure])
+    return value, unsure
+
+
 def buckets(keys: np.ndarray, members: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Pairs (first member of the bucket, other member) for every bucket of equal keys; `members` names the rows."""
     order = np.argsort(keys, kind="stable")
@@ -78,6 +89,12 @@ def buckets(keys: np.ndarray, members: np.ndarray) -> tuple[np.ndarray, np.ndarr
     opens[1:] = ordered[1:] != ordered[:-1]
     heads = members[order[opens]][np.cumsum(opens) - 1]
     return heads[~opens], members[order[~opens]]
+
+
+def jaccard(a: np.ndarray, b: np.ndarray) -> float:
+    """Exact Jaccard of two shingle sets, each a sorted array of distinct hashes."""
+    both = np.intersect1d(a, b, assume_unique=True).size
+    return both / max(1, a.size + b.size - both)
 
 
 def band_keys(block: np.ndarray) -> np.ndarray:
@@ -103,14 +120,9 @@ def near_clusters(
     pairs are decided by `measure`, the exact Jaccard of their shingle sets, so a template with a one-word filler
     (true Jaccard 0.7) does not pass on the luck of an estimate. Pairs already in one cluster (exact copies, or joined
     by an earlier band) are not compared again."""
-    margin = MARGIN * np.sqrt(threshold * (1 - threshold) / signatures.shape[1])
     for band in range(bands):
         u, v = buckets(band_keys(signatures[candidates, band * rows : (band + 1) * rows]), candidates)
         open_pairs = parent[u] != parent[v]
         u, v = u[open_pairs], v[open_pairs]
-        estimate = similarity(signatures, u, v)
-        unsure = np.abs(estimate - threshold) < margin
-        if unsure.any():
-            estimate[unsure] = measure(u[unsure], v[unsure])
-        close = estimate >= threshold
+        close = settled(signatures, u, v, threshold, measure)[0] >= threshold
         union(parent, u[close], v[close])

@@ -17,6 +17,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from dsc.compiler import engine
+from dsc.compiler.audit import dropped_rows, marked, no_audit
 from dsc.compiler.batch import BOOKKEEPING, DETAIL, DROP, ERROR, chain, field_column
 from dsc.compiler.dedup import VALIDATION, Duplicates, deduplicate
 from dsc.compiler.derive import make_derive_pass
@@ -25,7 +26,7 @@ from dsc.compiler.errors import Problem, RecordError
 from dsc.compiler.render import SEGMENTS, make_render_pass
 from dsc.compiler.sources import read_sources
 from dsc.compiler.spec import Spec
-from dsc.compiler.split import KEY, make_split_key_pass, validation_mask
+from dsc.compiler.split import KEY, make_split_key_pass, validation_mask, validation_size, validation_wanted
 from dsc.compiler.tokenizer import LoadedTokenizer, load_tokenizer
 from dsc.compiler.validate import arrow_type, make_validate_pass
 
@@ -59,6 +60,7 @@ class Rendered:
     read: int
     invalid: Counter[str]
     inputs: list[dict[str, Any]]
+    audit: pa.Table = field(default_factory=no_audit)
 
 
 @dataclass
@@ -72,6 +74,8 @@ class Compiled:
     inputs: list[dict[str, Any]]
     tokens: dict[str, Any] = field(default_factory=dict)
     duplicates: Duplicates | None = None
+    audit: pa.Table = field(default_factory=no_audit)
+    """Every record that did not go in as it came (`dsc.compiler.audit`), unsorted."""
 
 
 def _raise_errors(ds: datasets.Dataset, what: str) -> None:
@@ -104,7 +108,13 @@ def render(spec: Spec, options: Options) -> Rendered:
     if spec.on_invalid == "error":
         _raise_errors(ds, "failed validation or rendering (on_invalid: error; set on_invalid: skip to drop them)")
     invalid = engine.reasons(ds)
-    return Rendered(dataset=engine.kept(ds, [DROP, ERROR, DETAIL]), read=len(read.table), invalid=invalid, inputs=read.inputs)
+    return Rendered(
+        dataset=engine.kept(ds, [DROP, ERROR, DETAIL]),
+        read=len(read.table),
+        invalid=invalid,
+        inputs=read.inputs,
+        audit=dropped_rows(ds.data.table, "invalid"),
+    )
 
 
 def _value(arrow: pa.DataType) -> datasets.Value:
@@ -195,6 +205,8 @@ def tokenize(spec: Spec, rendered: Rendered, tok: LoadedTokenizer, options: Opti
     del ds
     drop_column = table.column(DROP)
     n_train -= drop_column.slice(0, n_train).drop_null().length() if drop_column.null_count != len(table) else 0
+    cut = pc.fill_null(table.column("_truncated"), False)
+    trail = [rendered.audit, dropped_rows(table, "dropped"), marked(table, cut, "truncated", "truncated")]
     table = engine.kept_table(table, [DROP, ERROR, DETAIL])
     truncated = int(pc.sum(table.column("_truncated")).as_py() or 0)
     drift = int(pc.sum(table.column("_drift")).as_py() or 0)
@@ -214,19 +226,71 @@ def tokenize(spec: Spec, rendered: Rendered, tok: LoadedTokenizer, options: Opti
         "kept": {name: len(split) for name, split in splits.items()},
     }
     tokens["total"] = {"tokens": total, "trainable": trained, "trainable_share": round(trained / total, 4) if total else 0.0}
-    return Compiled(spec=spec, tokenizer=tok, splits=splits, counts=counts, inputs=rendered.inputs, tokens=tokens)
+    return Compiled(
+        spec=spec, tokenizer=tok, splits=splits, counts=counts, inputs=rendered.inputs, tokens=tokens, audit=pa.concat_tables(trail)
+    )
 
 
 def compile_spec(spec: Spec, options: Options | None = None, tokenizer: LoadedTokenizer | None = None) -> Compiled:
     """The whole build minus writing: what `dsc build` hands to the package builder."""
     options = options or Options()
     rendered = render(spec, options)
+    valid = len(rendered.dataset)
+    _require_records(spec, rendered)
     tok = tokenizer or load_tokenizer(spec.tokenizer, spec)
     if spec.dedup is None:
-        return tokenize(spec, rendered, tok, options)
-    rendered.dataset, duplicates = deduplicate(spec, rendered.dataset, options.num_proc)
-    compiled = tokenize(spec, rendered, tok, options)
-    compiled.duplicates = duplicates
-    compiled.counts["dropped"] = {**duplicates.reasons(), **compiled.counts["dropped"]}
-    compiled.counts["duplicates"] = duplicates.counts
+        compiled = tokenize(spec, rendered, tok, options)
+    else:
+        rendered.dataset, duplicates = deduplicate(spec, rendered.dataset, options.num_proc)
+        compiled = tokenize(spec, rendered, tok, options)
+        compiled.duplicates = duplicates
+        compiled.audit = pa.concat_tables([compiled.audit, duplicates.audit])
+        compiled.counts["dropped"] = {**duplicates.reasons(), **compiled.counts["dropped"]}
+        compiled.counts["duplicates"] = duplicates.counts
+    _require_splits(spec, compiled, valid)
     return compiled
+
+
+def _reasons(counts: dict[str, int]) -> str:
+    return ", ".join(f"{reason}: {n}" for reason, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+def _require_records(spec: Spec, rendered: Rendered) -> None:
+    """A build with nothing to build is an error (a package with no rows cannot be loaded), as is a validation count
+    that leaves nothing to train on; raised before the tokenizer loads, so no package is written or replaced."""
+    valid = len(rendered.dataset)
+    if rendered.read == 0:
+        names = ", ".join(str(i.get("path") or f"hub:{i.get('hub')}") for i in rendered.inputs) or "the sources"
+        raise RecordError(Problem(f"sources: no records to build in {names} (empty, or only blank lines)", spec.where("sources")))
+    if valid == 0:
+        raise RecordError(
+            Problem(
+                f"on_invalid: all {rendered.read} record(s) were skipped as invalid, nothing left to build ({_reasons(rendered.invalid)})",
+                spec.where("on_invalid"),
+            )
+        )
+    wanted = validation_wanted(spec.split, valid)
+    if wanted and wanted >= valid:
+        raise RecordError(
+            Problem(
+                f"split.validation: {spec.split.validation} asks for {wanted} validation record(s) of the {valid} valid "
+                "one(s), which leaves no training records; ask for fewer",
+                spec.where("split", "validation"),
+            )
+        )
+
+
+def _require_splits(spec: Spec, compiled: Compiled, valid: int) -> None:
+    """Every split the build meant to write must keep records after the drops (lengths, dedup)."""
+    kept, dropped = compiled.counts["kept"], compiled.counts["dropped"]
+    if not kept.get("train"):
+        raise RecordError(
+            Problem(f"no training records left: every one was dropped ({_reasons(dropped)}); nothing left to train on", spec.where())
+        )
+    if validation_size(spec.split, valid) and not kept.get("validation"):
+        raise RecordError(
+            Problem(
+                f"split.validation: every validation record was dropped ({_reasons(dropped)}); the split would be empty",
+                spec.where("split", "validation"),
+            )
+        )

@@ -7,9 +7,10 @@ trained (`labels.turns: all`).
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
-from dsc.compiler.batch import DROP, ERROR, Batch, Pass, drops, field_column, location, size
+from dsc.compiler.batch import DETAIL, DROP, ERROR, Batch, Pass, drops, field_column, location, size
 from dsc.compiler.derive import context_value
 from dsc.compiler.sandbox import lone_variable, template
 from dsc.compiler.spec import Spec
@@ -63,6 +64,7 @@ def make_render_pass(spec: Spec) -> Pass:
         n = size(batch)
         drop = list(drops(batch))
         error = list(batch.get(ERROR) or [None] * n)
+        detail = list(batch.get(DETAIL) or [None] * n)
         prompts: list[str | None] = [None] * n
         responses: list[str | None] = [None] * n
         segments: list[list[str] | None] = [None] * n
@@ -77,11 +79,12 @@ def make_render_pass(spec: Spec) -> Pass:
             except _RenderError as exc:
                 drop[i] = f"render: {exc.key}"
                 error[i] = f"{location(batch, i)}: {exc.key}: {exc}"
+                detail[i] = json.dumps({"template": exc.key, "message": str(exc)}, ensure_ascii=False)
                 continue
             prompts[i] = "".join(pieces)
             if keep_segments:
                 segments[i] = pieces
-        out: Batch = {"prompt": prompts, "response": responses, DROP: drop, ERROR: error}
+        out: Batch = {"prompt": prompts, "response": responses, DROP: drop, ERROR: error, DETAIL: detail}
         if keep_segments:
             out[SEGMENTS] = segments
         return out

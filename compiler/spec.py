@@ -96,6 +96,11 @@ class TokenizerSpec:
     eos_token: str | None = None
 
 
+MIN_TARGET_TOKENS = 16
+"""The default floor on a cut response: fewer kept tokens mostly teach the model to stop right after an answer's
+opening words (see README, Tokenization and labels)."""
+
+
 @dataclass(frozen=True)
 class Lengths:
     max_length: int | None = None
@@ -104,6 +109,7 @@ class Lengths:
     source_overflow: str = "truncate"
     target_overflow: str = "truncate"
     prompt_truncation: str = "right"
+    min_target_tokens: int = MIN_TARGET_TOKENS
 
 
 @dataclass(frozen=True)
@@ -146,9 +152,13 @@ class Spec:
     resolved: dict[str, Any] = field(default_factory=dict)
     lines: dict[KeyPath, int] = field(default_factory=dict)
     training: TrainingSpec | None = None
+    overridden: dict[str, str] = field(default_factory=dict)
 
     def where(self, *path: str | int) -> Location:
-        """The spec file and line of a key path, for problems found after loading (tokenizer, sources)."""
+        """The spec file and line of a key path, for problems found after loading (tokenizer, sources); for a top-level
+        key an override replaced, the override's origin instead (`--tokenizer`), since the spec's line is not the culprit."""
+        if path and path[0] in self.overridden:
+            return Location(field=self.overridden[str(path[0])])
         return Location(str(self.path), line_of(self.lines, path))
 
     @property
@@ -363,6 +373,18 @@ def _policies(raw: Any) -> tuple[str, str]:
     return raw.get("source", "truncate"), raw.get("target", "truncate")
 
 
+def _min_target_tokens(lraw: dict[str, Any], ctx: SpecContext) -> int:
+    """The floor on a cut response, at most what `max_target_length` leaves beside the EOS (the default shrinks to
+    fit; a floor written in the spec that cannot fit is an error)."""
+    cap = lraw["max_target_length"] - 1 if lraw.get("max_target_length") else None
+    if "min_target_tokens" not in lraw:
+        return MIN_TARGET_TOKENS if cap is None else min(MIN_TARGET_TOKENS, cap)
+    floor = lraw["min_target_tokens"]
+    if cap is not None and floor > cap:
+        raise ctx.fail(("lengths", "min_target_tokens"), f"{floor} exceeds what max_target_length leaves beside the EOS ({cap})")
+    return floor
+
+
 def merge_overrides(data: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
     """Top-level keys of `overrides` replace the spec's (mappings are merged one level deep; None is ignored)."""
     merged = dict(data)
@@ -391,8 +413,9 @@ def read_spec_file(found: Path | None, given: str | Path, kind: str, keys: str) 
     return data, ctx
 
 
-def load_spec(path: str | Path, overrides: dict[str, Any] | None = None) -> Spec:
-    """Read, check and resolve a format spec; `overrides` replace top-level keys (the CLI's --output, --tokenizer)."""
+def load_spec(path: str | Path, overrides: dict[str, Any] | None = None, origins: dict[str, str] | None = None) -> Spec:
+    """Read, check and resolve a format spec; `overrides` replace top-level keys (the CLI's --output, --tokenizer), and
+    `origins` name where each came from (`{"tokenizer": "--tokenizer"}`) for problems found later (Spec.where)."""
     data, ctx = read_spec_file(resources.find_spec_file(str(path)), path, "format", "name:, sources:, fields:, templates:, ...")
     file = ctx.file
     data = merge_overrides(data, overrides or {})
@@ -444,6 +467,7 @@ def load_spec(path: str | Path, overrides: dict[str, Any] | None = None) -> Spec
         source_overflow=source_policy,
         target_overflow=target_policy,
         prompt_truncation=lraw.get("prompt_truncation", "right"),
+        min_target_tokens=_min_target_tokens(lraw, ctx),
     )
     if lengths.max_target_length is not None and lengths.max_target_length < 2:
         raise ctx.fail(("lengths", "max_target_length"), "must leave room for one response token and the EOS (>= 2)")
@@ -499,4 +523,5 @@ def load_spec(path: str | Path, overrides: dict[str, Any] | None = None) -> Spec
         resolved=resolved,
         lines=ctx.lines,
         training=parse_training(data.get("training"), ctx.fail),
+        overridden={k: (origins or {}).get(k, f"the {k} override") for k, v in (overrides or {}).items() if v is not None},
     )

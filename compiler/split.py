@@ -30,12 +30,18 @@ def make_split_key_pass(split: Split) -> Pass:
     return split_key
 
 
-def validation_size(split: Split, n: int) -> int:
-    """How many of `n` records go to validation: a fraction (rounded) or a count, never all of them."""
-    if not split.validation or n < 2:
+def validation_wanted(split: Split, n: int) -> int:
+    """How many of `n` records the spec asks for in validation: a fraction (rounded) or a count."""
+    if not split.validation:
         return 0
-    want = round(split.validation * n) if isinstance(split.validation, float) else int(split.validation)
-    return max(0, min(want, n - 1))
+    return round(split.validation * n) if isinstance(split.validation, float) else int(split.validation)
+
+
+def validation_size(split: Split, n: int) -> int:
+    """How many of `n` records go to validation: `validation_wanted`, never all of them."""
+    if n < 2:
+        return 0
+    return max(0, min(validation_wanted(split, n), n - 1))
 
 
 def validation_mask(keys: np.ndarray, split: Split) -> np.ndarray:

@@ -105,32 +105,80 @@ def _prefix_ids(backend: Tokenizer) -> list[int]:
 
 
 def _fail(spec: Spec | None, message: str) -> SpecError:
-    return SpecError(Problem(f"tokenizer: {message}", spec.where("tokenizer") if spec else Location()))
+    where = spec.where("tokenizer") if spec else Location()
+    # A spec line gets the key in front ("x.yaml:14: tokenizer: ..."); an override is named by its origin alone.
+    return SpecError(Problem(message if where.field else f"tokenizer: {message}", where))
 
 
-def _download(tspec: TokenizerSpec, spec: Spec | None) -> Path:
+def _looks_like_path(name: str) -> bool:
+    """./x, ../x, /x, ~/x, C:\\x, a .json file: written as a local path, whatever a Hub id may look like."""
+    return name.startswith((".", "/", "~")) or name.endswith(".json") or "\\" in name or ":" in name or name.count("/") > 1
+
+
+def _hub_problem(exc: Exception, tspec: TokenizerSpec) -> str:
+    """One line on why a Hub id did not resolve and what to do about it (never the library's multi-line text)."""
+    from huggingface_hub import constants
+    from huggingface_hub import errors as hub
+
+    name = tspec.name
+    if isinstance(exc, hub.HFValidationError):
+        return f"'{name}' is neither a local tokenizer folder nor a Hub id (user/name)"
+    if isinstance(exc, hub.GatedRepoError):
+        return f"'{name}' is gated on the Hub: accept its terms there, then log in (`hf auth login`) or set HF_TOKEN"
+    if isinstance(exc, hub.RepositoryNotFoundError):
+        return f"no model '{name}' on the Hub (a private one needs `hf auth login` or HF_TOKEN)"
+    if isinstance(exc, hub.RevisionNotFoundError):
+        return f"'{name}' has no revision '{tspec.revision}' on the Hub"
+    if isinstance(exc, hub.LocalEntryNotFoundError):
+        if constants.HF_HUB_OFFLINE:
+            return f"'{name}' is not in the Hugging Face cache ({constants.HF_HUB_CACHE}) and HF_HUB_OFFLINE is set"
+        return f"cannot reach the Hub to fetch '{name}', and it is not in the Hugging Face cache ({constants.HF_HUB_CACHE})"
+    text = str(exc).strip()
+    return f"cannot fetch '{name}' from the Hub: {type(exc).__name__}: {text.splitlines()[0] if text else ''}"
+
+
+def _download(tspec: TokenizerSpec, spec: Spec | None, offline: bool = False) -> Path:
+    """A Hub id's tokenizer files; huggingface_hub serves them from its cache when offline (HF_HUB_OFFLINE) or unreachable,
+    and `offline` asks for the cache alone (never a download)."""
     from huggingface_hub import snapshot_download
 
     try:
-        return Path(snapshot_download(tspec.name, revision=tspec.revision, allow_patterns=_TOKENIZER_FILES))
+        return Path(
+            snapshot_download(tspec.name, revision=tspec.revision, allow_patterns=_TOKENIZER_FILES, local_files_only=offline)
+        )
     except Exception as exc:  # noqa: BLE001 - offline, unknown repo, gated: all the user's to fix, in one line
-        raise _fail(spec, f"cannot fetch '{tspec.name}' from the Hub: {type(exc).__name__}: {exc}") from None
+        raise _fail(spec, _hub_problem(exc, tspec)) from None
 
 
-def load_tokenizer(tspec: TokenizerSpec, spec: Spec | None = None) -> LoadedTokenizer:
-    """Resolve `qwen3`, a local folder or file, or a Hub id into a LoadedTokenizer."""
+def resolve_folder(tspec: TokenizerSpec, spec: Spec | None = None, offline: bool = False) -> Path:
+    """The folder a tokenizer name means: `qwen3`, an existing folder (or its tokenizer.json), else a Hub id.
+
+    Anything that is not an existing path is a Hub id (`Qwen/Qwen3-0.6B`, dots and all), unless it is written as a
+    path (`./x`, `/x`, `~/x`, `x.json`): then the folder is missing, and saying so beats a confusing Hub error.
+    """
     if tspec.name == "qwen3":
-        folder = qwen3_path()
-    else:
-        given = Path(tspec.name).expanduser()
-        if given.is_file() and given.name.endswith(".json"):
-            folder = given.parent
-        elif given.is_dir():
-            folder = given
-        elif tspec.name.startswith((".", "/", "~")) or given.suffix:
-            raise _fail(spec, f"no tokenizer at '{tspec.name}'")
-        else:
-            folder = _download(tspec, spec)
+        return qwen3_path()
+    given = Path(tspec.name).expanduser()
+    if given.is_dir():
+        return given
+    if given.is_file():
+        if given.name.endswith(".json"):
+            return given.parent
+        raise _fail(spec, f"'{tspec.name}' is a file; give the tokenizer's folder or its tokenizer.json")
+    if _looks_like_path(tspec.name):
+        raise _fail(spec, f"no tokenizer folder at '{tspec.name}' ({given.absolute()} does not exist)")
+    return _download(tspec, spec, offline)
+
+
+def is_hub_id(tspec: TokenizerSpec) -> bool:
+    """Whether the spec's tokenizer is a Hub id (not `qwen3`, not an existing local path, not written as a path)."""
+    return tspec.name != "qwen3" and not Path(tspec.name).expanduser().exists() and not _looks_like_path(tspec.name)
+
+
+def load_tokenizer(tspec: TokenizerSpec, spec: Spec | None = None, offline: bool = False) -> LoadedTokenizer:
+    """Resolve `qwen3`, a local folder or file, or a Hub id into a LoadedTokenizer (`offline`: a Hub id only from the
+    local cache)."""
+    folder = resolve_folder(tspec, spec, offline)
     backend: Tokenizer
     eos = tspec.eos_token
     if (folder / "tokenizer.json").is_file():

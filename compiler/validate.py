@@ -12,7 +12,7 @@ from typing import Any
 
 import jsonschema
 import pyarrow as pa
-from dsc.compiler.batch import DROP, ERROR, Batch, Pass, field_column, location, size
+from dsc.compiler.batch import DETAIL, DROP, ERROR, Batch, Pass, field_column, location, size
 from dsc.compiler.spec import MISSING, FieldSpec, Spec
 
 _JSON_TYPES = {"string": "string", "integer": "integer", "number": "number", "boolean": "boolean", "array": "array", "object": "object"}
@@ -118,18 +118,22 @@ def make_validate_pass(spec: Spec) -> Pass:
         out: Batch = {field_column(f.name): [None] * n for f in fields}
         drop: list[str | None] = [None] * n
         error: list[str | None] = [None] * n
+        detail: list[str | None] = [None] * n
         for i, raw in enumerate(batch["_record"]):
             try:
                 record = json.loads(raw)
             except json.JSONDecodeError as exc:
                 drop[i], error[i] = "invalid: not valid JSON", f"{location(batch, i)}: not valid JSON: {exc.msg}"
+                detail[i] = json.dumps({"message": exc.msg, "column": exc.colno})
                 continue
             except UnicodeDecodeError as exc:
                 drop[i], error[i] = "invalid: not UTF-8", f"{location(batch, i)}: not UTF-8 text: {exc.reason}"
+                detail[i] = json.dumps({"message": exc.reason, "byte": exc.start})
                 continue
             if not isinstance(record, dict):
                 drop[i] = "invalid: not an object"
                 error[i] = f"{location(batch, i)}: a record must be a JSON object, got {type(record).__name__}"
+                detail[i] = json.dumps({"message": f"a record must be a JSON object, got {type(record).__name__}"})
                 continue
             mapping = renames.get(batch["_source"][i])
             if mapping:
@@ -142,6 +146,7 @@ def make_validate_pass(spec: Spec) -> Pass:
                 reason, name, message = _reason(err)
                 drop[i] = f"invalid: {reason}"
                 error[i] = f"{location(batch, i, name)}: {message}"
+                detail[i] = json.dumps({"field": name, "message": message}, ensure_ascii=False)
                 continue
             for f in fields:
                 value = record.get(f.name)
@@ -152,6 +157,7 @@ def make_validate_pass(spec: Spec) -> Pass:
                 out[field_column(f.name)][i] = value
         out[DROP] = drop
         out[ERROR] = error
+        out[DETAIL] = detail
         return out
 
     return validate

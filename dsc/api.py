@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from dsc.builders.launcher import write_launcher
+from dsc.builders.outputs import check_package_output
 from dsc.builders.package import Package, write_package
 from dsc.compiler.pipeline import Options, compile_spec
 from dsc.compiler.spec import load_spec
@@ -22,10 +23,12 @@ def build(
     """Build the package a format spec describes (with its training launcher) and return where it went and its manifest.
 
     `overrides` replace top-level spec keys (e.g. `tokenizer="path/to/tok"`, `lengths={"max_length": 256}`).
-    Raises `dsc.compiler.errors.SpecError` or `RecordError` (each lists located problems) when the build cannot be made.
+    Raises `dsc.compiler.errors.SpecError` or `RecordError` (each lists located problems) when the build cannot be made,
+    `dsc.builders.outputs.OutputError` (before any work) when the output folder is not dsc's to replace.
     """
     if output is not None:
         overrides["output"] = str(output)
     spec = load_spec(spec_path, overrides)
+    check_package_output(spec)
     compiled = compile_spec(spec, Options(limit=limit, num_proc=num_proc))
     return write_package(compiled, spec.output, extra=[write_launcher])

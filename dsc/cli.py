@@ -7,6 +7,8 @@ or more located lines on stderr, never a traceback.
 from __future__ import annotations
 
 import argparse
+import os
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -31,14 +33,18 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--push", metavar="REPO", help="then publish the package to this Hub dataset repo (user/name)")
     b.add_argument("--private", action="store_true", help="with --push: create the repo private")
 
-    v = spec_command("validate", "check the spec and every record; write nothing")
+    v = spec_command("validate", "check the spec, every record and (with a tokenizer at hand) their lengths; write no package")
     v.add_argument("--num-proc", type=_positive, metavar="N", help="worker processes for the passes")
     v.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
+    v.add_argument("--audit", metavar="FILE", help="write every invalid, dropped or truncated record to FILE (audit.jsonl lines)")
+    v.add_argument("--no-lengths", action="store_true", help="skip the length check (no tokenizer is loaded)")
 
     p = spec_command("preview", "show rendered records and their tokens, masked ones marked")
     p.add_argument("-n", type=_positive, default=3, metavar="N", help="records to show (default 3)")
     p.add_argument("--tokenizer", metavar="NAME", help="qwen3, a local tokenizer folder, or a Hub id")
     p.add_argument("--duplicates", type=_positive, metavar="N", help="instead, show N dedup clusters side by side")
+    p.add_argument("--color", choices=["auto", "always", "never"], default="auto",
+                   help="trained tokens green, masked ones dim (auto: on a terminal, unless NO_COLOR is set)")
 
     sub.add_parser("formats", help="list the built-in formats", description="list the built-in formats")
 
@@ -56,7 +62,7 @@ def _parser() -> argparse.ArgumentParser:
                          "lines to paste")
     exp.add_argument("package", help="a package folder (build/<name>)")
     exp.add_argument("--to", required=True, choices=["llamafactory", "axolotl"], help="the trainer")
-    exp.add_argument("--output", "-o", metavar="DIR", help="where to write (default <package>/export/<trainer>)")
+    exp.add_argument("--output", "-o", metavar="DIR", help="where to write (default <package>-<trainer> beside the package)")
 
     gen = sub.add_parser("generate", help="write new instruction data with an LLM (self-instruct), from a generate spec",
                          description="write new instruction data with an LLM (Stanford Alpaca's self-instruct) against an "
@@ -78,6 +84,10 @@ def _positive(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
     return value
+
+
+# Where each override comes from: a problem with an overridden key names the option, not the spec's line.
+OVERRIDE_ORIGINS = {"output": "--output", "tokenizer": "--tokenizer"}
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -107,27 +117,81 @@ def _cmd_formats(_: argparse.Namespace) -> int:
     return 0
 
 
+SHOWN_RECORDS = 5
+"""Invalid records `dsc validate` lists by location before it counts the rest."""
+
+
 def _cmd_validate(args: argparse.Namespace) -> int:
-    from dsc.compiler.pipeline import Options, render
+    import json
+
+    from dsc.compiler.audit import records
+    from dsc.compiler.errors import DscError
+    from dsc.compiler.pipeline import Options, render, tokenize
     from dsc.compiler.spec import load_spec
+    from dsc.compiler.tokenizer import is_hub_id, load_tokenizer
 
     spec = load_spec(args.spec)
     _progress(args.quiet)
-    rendered = render(spec, Options(limit=args.limit, num_proc=args.num_proc))
-    bad = sum(rendered.invalid.values())
-    print(f"{spec.path.name}: spec ok; {rendered.read} records read, {len(rendered.dataset)} valid, {bad} invalid")
+    options = Options(limit=args.limit, num_proc=args.num_proc)
+    rendered = render(spec, options)
+    valid, bad = len(rendered.dataset), sum(rendered.invalid.values())
+    print(f"{spec.path.name}: spec ok; {rendered.read} records read, {valid} valid, {bad} invalid")
     for reason, n in sorted(rendered.invalid.items()):
         print(f"  {reason}: {n} (skipped: on_invalid is skip)")
+    for line in records(rendered.audit, Path.cwd())[:SHOWN_RECORDS]:
+        where = f"{line['file']}:{line['line']}" if line["line"] is not None else line["source_id"]
+        print(f"    {where}: {line['reason']}  {json.dumps(line['detail'], ensure_ascii=False)}")
+    if bad > SHOWN_RECORDS:
+        print(f"    ... and {bad - SHOWN_RECORDS} more" + ("" if args.audit else " (--audit FILE lists them all)"))
+    trail = rendered.audit
+    tspec = spec.tokenizer
+    if args.no_lengths:
+        print("  lengths: not checked (--no-lengths)")
+    else:
+        try:
+            tok = load_tokenizer(tspec, spec, offline=True)
+        except DscError:
+            if not is_hub_id(tspec):
+                raise
+            print(f"  lengths: not checked (tokenizer '{tspec.name}' is not in the local Hub cache; dsc build fetches it)")
+        else:
+            compiled = tokenize(spec, rendered, tok, options)
+            c = compiled.counts
+            fit = sum(c["kept"].values()) - c["truncated"]
+            print(f"  lengths ({tok.name}): {fit} fit, {c['truncated']} truncated, {sum(c['dropped'].values())} dropped")
+            for reason, n in sorted(c["dropped"].items()):
+                print(f"    {reason}: {n}")
+            trail = compiled.audit
+    if args.audit:
+        _write_audit(Path(args.audit), records(trail, spec.path.parent))
+        print(f"  wrote {args.audit} ({len(trail)} record(s))")
     return 0
+
+
+def _write_audit(path: Path, lines: list[dict[str, Any]]) -> None:
+    """Write audit lines to `path` whole or not at all (a temporary file renamed into place)."""
+    import os
+
+    from dsc.builders.audit import write_lines
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        write_lines(partial, lines)
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
 
 
 def _cmd_build(args: argparse.Namespace) -> int:
     from dsc.builders.launcher import write_launcher
+    from dsc.builders.outputs import check_package_output
     from dsc.builders.package import write_package
     from dsc.compiler.pipeline import Options, compile_spec
     from dsc.compiler.spec import load_spec
 
-    spec = load_spec(args.spec, _overrides(args))
+    spec = load_spec(args.spec, _overrides(args), OVERRIDE_ORIGINS)
+    check_package_output(spec)  # before the build's work, not after it
     _progress(args.quiet)
     compiled = compile_spec(spec, Options(limit=args.limit, num_proc=args.num_proc))
     package = write_package(compiled, spec.output, extra=[write_launcher])
@@ -142,6 +206,8 @@ def _cmd_build(args: argparse.Namespace) -> int:
         print(f"  {reason}: {n}")
     print(f"  kept: {kept}; {total['tokens']} tokens, {total['trainable_share']:.1%} trainable")
     print(f"  wrote {package.path}")
+    audited = package.manifest["audit"]["records"]
+    print(f"  audit: {package.path / 'audit.jsonl'} ({audited} record(s) not kept as they came)")
     if args.push:
         return _publish(package.path, args.push, private=args.private, command="build")
     return 0
@@ -213,6 +279,37 @@ def _show_token(text: str) -> str:
     return text.replace("\n", "↵").replace("\t", "→")
 
 
+TRAINED, MASKED, RESET = "\x1b[32m", "\x1b[2m", "\x1b[0m"
+
+
+def _use_color(choice: str) -> bool:
+    """--color always/never, or auto: on a terminal that is not dumb, unless NO_COLOR is set (no-color.org)."""
+    if choice != "auto":
+        return choice == "always"
+    return sys.stdout.isatty() and not os.environ.get("NO_COLOR") and os.environ.get("TERM") != "dumb"
+
+
+def _token_rows(tokens: list[tuple[str, bool]], width: int, color: bool) -> list[str]:
+    """(text, masked) tokens as rows of at most `width` cells, `|` between tokens; a row also ends after a newline,
+    so the rendered text's lines (a conversation's turns) stay visible. Masked tokens are dim with colour, else [bracketed]."""
+    rows: list[str] = []
+    row, used = "", 0
+    for text, masked in tokens:
+        shown = _show_token(text)
+        for piece in _wrap(shown, width - 2) if shown else [""]:
+            plain = f"[{piece}]" if masked and not color else piece
+            cells = sum(map(_cells, plain))
+            if used and used + 1 + cells > width:
+                rows.append(row)
+                row, used = "", 0
+            styled = f"{MASKED if masked else TRAINED}{plain}{RESET}" if color else plain
+            row, used = (f"{row}|{styled}", used + 1 + cells) if used else (styled, cells)
+        if text.endswith("\n"):
+            rows.append(row)
+            row, used = "", 0
+    return [*rows, row] if used else rows
+
+
 def _cells(ch: str) -> int:
     import unicodedata
 
@@ -249,7 +346,7 @@ def _preview_duplicates(args: argparse.Namespace) -> int:
     from dsc.compiler.pipeline import Options, render
     from dsc.compiler.spec import load_spec
 
-    spec = load_spec(args.spec, _overrides(args))
+    spec = load_spec(args.spec, _overrides(args), OVERRIDE_ORIGINS)
     if spec.dedup is None:
         raise SpecError(Problem("the spec has no dedup: section, so there are no clusters to show", spec.where()))
     datasets.disable_progress_bars()
@@ -282,7 +379,7 @@ def _cmd_preview(args: argparse.Namespace) -> int:
     from dsc.compiler.spec import load_spec
     from dsc.compiler.tokenizer import load_tokenizer
 
-    spec = load_spec(args.spec, _overrides(args))
+    spec = load_spec(args.spec, _overrides(args), OVERRIDE_ORIGINS)
     import datasets
 
     datasets.disable_progress_bars()
@@ -291,19 +388,19 @@ def _cmd_preview(args: argparse.Namespace) -> int:
     compiled = tokenize(spec, rendered, tok, Options())
     rows = [row for split in compiled.splits.values() for row in split]
     rows.sort(key=lambda r: int(r["source_id"].rsplit("#", 1)[1]))
-    print(f"{spec.name}: {len(rows)} record(s); tokenizer {tok.name}; [masked] tokens have label -100")
+    color = _use_color(args.color)
+    width = max(20, shutil.get_terminal_size((100, 24)).columns)
+    legend = f"{TRAINED}trained{RESET} and {MASKED}masked{RESET} (label -100) tokens" if color else "[masked] tokens have label -100"
+    print(f"{spec.name}: {len(rows)} record(s); tokenizer {tok.name}; {legend}")
     for row in rows[: args.n]:
         ids, labels = row["input_ids"], row["labels"]
         masked = sum(1 for x in labels if x == IGNORE)
         print(f"\n── {row['source_id']} " + "─" * 40)
         print("prompt:\n" + row["prompt"])
         print("response:\n" + row["response"])
-        shown = []
-        for token, label in zip(ids, labels, strict=True):
-            text = _show_token(tok.backend.decode([token], skip_special_tokens=False))
-            shown.append(f"[{text}]" if label == IGNORE else text)
+        texts = [tok.backend.decode([token], skip_special_tokens=False) for token in ids]
         print(f"tokens: {len(ids)} ({masked} masked, {len(ids) - masked} trained)")
-        print("|".join(shown))
+        print("\n".join(_token_rows(list(zip(texts, [label == IGNORE for label in labels], strict=True)), width, color)))
     return 0
 
 
@@ -330,12 +427,12 @@ def main(argv: list[str] | None = None) -> int:
     if not args.command:
         parser.print_help()
         return 2
-    from dsc.compiler.errors import DscError
+    from dsc.compiler.errors import DscError, SpecError
 
     try:
         return COMMANDS[args.command](args)
     except DscError as exc:
-        label = "spec error" if exc.exit_code == 2 else "error"
+        label = "spec error" if isinstance(exc, SpecError) else "error"
         print(f"dsc {args.command}: {label}:", file=sys.stderr)
         for line in exc.render().splitlines():
             print(f"  {line}", file=sys.stderr)

@@ -4,8 +4,9 @@ dataset repo and read it back, served on 127.0.0.1 from memory.
 Speaks: whoami-v2, repos/create, dataset info (optionally at a revision), validate-yaml, preupload, the NDJSON
 commit, branch creation, the git-LFS batch API with basic PUT uploads and verify, tree listings, paths-info, and
 resolve (GET/HEAD with Range). Repos have owners, privacy, branches and a commit history; tokens map to users with
-organisations. Files are told to upload `regular` (base64 inside the commit) unless the hub is started with
-`lfs=True`, when Parquet files go through LFS as on huggingface.co. Xet storage is not spoken: a client that asks
+organisations. `stall` (a regex of paths) makes it accept those requests and never answer, as a hung Hub does.
+Files are told to upload `regular` (base64 inside the commit) unless the hub is started with `lfs=True`, when
+Parquet files go through LFS as on huggingface.co. Xet storage is not spoken: a client that asks
 for a Xet token gets a 501 that says so (run such clients with HF_HUB_DISABLE_XET=1, or keep `lfs=False`).
 """
 
@@ -102,6 +103,9 @@ class LoopbackHub:
         self.repos: dict[tuple[str, str], Repo] = {}
         self.lfs_objects: dict[str, bytes] = {}
         self.requests: list[tuple[str, str, int]] = []
+        self.stall: re.Pattern[str] | None = None
+        """Requests whose path matches are accepted, read and never answered (a Hub that hangs), until the hub closes."""
+        self._closing = threading.Event()
         self.lock = threading.RLock()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -122,6 +126,7 @@ class LoopbackHub:
 
     def __exit__(self, *exc: object) -> None:
         assert self._server is not None
+        self._closing.set()
         self._server.shutdown()
         self._server.server_close()
 
@@ -252,6 +257,12 @@ class _Handler(BaseHTTPRequestHandler):
     def _dispatch(self) -> None:
         url = urlsplit(self.path)
         body = self._body() if self.command in ("POST", "PUT") else b""
+        if self.hub.stall is not None and self.hub.stall.search(url.path):
+            with self.hub.lock:
+                self.hub.requests.append((self.command, self.path, 0))
+            self.hub._closing.wait()
+            self.close_connection = True
+            return
         try:
             for method, pattern, name in _ROUTES:
                 match = pattern.match(url.path)

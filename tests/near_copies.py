@@ -68,6 +68,41 @@ def chinese_edit(alphabet: Sequence[str]) -> Edit:
     return edit
 
 
+def one_word_edit(vocabulary: Sequence[str]) -> Edit:
+    """A question that differs by one word: one word replaced by another real word, nothing else touched."""
+
+    def edit(text: str, rng: random.Random) -> str:
+        words = text.split(" ")
+        slots = [i for i, w in enumerate(words) if w.isalpha()]
+        if not slots:
+            return text + " " + rng.choice(vocabulary)
+        i = rng.choice(slots)
+        words[i] = rng.choice([w for w in rng.sample(vocabulary, 5) if w.lower() != words[i].lower()] or ["zebra"])
+        return " ".join(words)
+
+    return edit
+
+
+def one_char_edit(alphabet: Sequence[str]) -> Edit:
+    """A Chinese question that differs by one character (a tag value changed: 白色 -> 黑色)."""
+
+    def edit(text: str, rng: random.Random) -> str:
+        han = [i for i, c in enumerate(text) if _HAN.match(c)]
+        if not han:
+            return text + rng.choice(alphabet)
+        i = rng.choice(han)
+        return text[:i] + rng.choice([c for c in rng.sample(alphabet, 5) if c != text[i]] or ["的"]) + text[i + 1 :]
+
+    return edit
+
+
+def other_answers(records: Sequence[dict[str, Any]], donors: Sequence[dict[str, Any]], answer: str, seed: int) -> list[dict[str, Any]]:
+    """Records that repeat a question of `records` with the answer of a donor (one record each, used once): not
+    copies, whatever the question says (a second answer to the same question is more data, not a duplicate)."""
+    rng = random.Random(seed)
+    return [{**records[i], answer: d[answer]} for i, d in zip(rng.sample(range(len(records)), len(donors)), donors, strict=True)]
+
+
 def with_near_copies(
     records: Sequence[dict[str, Any]],
     fields: Iterable[str],

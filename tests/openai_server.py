@@ -1,8 +1,11 @@
 """A loopback OpenAI-compatible server: `/v1/completions` and `/v1/chat/completions` on 127.0.0.1, in a thread.
 
 Each call goes to a `respond(call) -> Reply` function the test chooses: `scripted(...)` answers from a list in
-order, `Composer` writes Alpaca-style task lists the tests never scripted. Error replies use OpenAI's error body
-({"error": {"message", "type", "code"}}). Every call is logged (path, body, headers) for the tests to inspect.
+order, `Composer` writes Alpaca-style task lists the tests never scripted. Hostile ones: `Alike` answers every
+request with the same few tasks, `slow_for` delays chosen prompts, `ContextLimit` refuses a max_tokens above a
+model's room with a context-length error, `hang` accepts the request and never answers. Error replies use OpenAI's
+error body ({"error": {"message", "type", "code"}}). Every call is logged (path, body, headers) for the tests to
+inspect, and the server counts the requests it holds at once (`peak`).
 """
 
 from __future__ import annotations
@@ -39,6 +42,8 @@ class Reply:
     body: Any = None
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0
+    hang: bool = False
+    """Never answer (the connection stays open until the server closes)."""
 
 
 def ok(call: Call, text: str, finish_reason: str = "stop") -> Reply:
@@ -120,13 +125,57 @@ class Composer:
         return reply
 
 
+class Alike:
+    """A model stuck on one answer: the same `count` tasks from the pool for every prompt, so after the first answer
+    every candidate is a copy of something kept."""
+
+    def __init__(self, pool: Sequence[dict[str, str]], count: int = 6) -> None:
+        self.tasks = list(pool[:count])
+
+    def __call__(self, call: Call) -> Reply:
+        first = int(re.search(r"(\d+)\. Instruction:$", call.prompt).group(1))
+        blocks = [task_block(first + i, t["instruction"], t["input"], t["output"]) for i, t in enumerate(self.tasks)]
+        return ok(call, blocks[0] + "".join(f"###\n{first + i}. Instruction:{b}" for i, b in enumerate(blocks[1:], start=1)))
+
+
+def slow_for(respond: Callable[[Call], Reply], prompts: set[str], delay: float) -> Callable[[Call], Reply]:
+    """`respond`, but the answers to `prompts` take `delay` seconds."""
+
+    def slow(call: Call) -> Reply:
+        reply = respond(call)
+        if call.prompt in prompts:
+            reply.delay = delay
+        return reply
+
+    return slow
+
+
+class ContextLimit:
+    """A model whose context leaves room for at most `room` new tokens: a larger max_tokens gets OpenAI's
+    context-length error, as a model with a small context answers Alpaca's 3072."""
+
+    def __init__(self, respond: Callable[[Call], Reply], room: int) -> None:
+        self.respond = respond
+        self.room = room
+
+    def __call__(self, call: Call) -> Reply:
+        return context_error(call) if call.body.get("max_tokens", 0) > self.room else self.respond(call)
+
+
+def hang(call: Call) -> Reply:
+    """Accept the request and never answer."""
+    return Reply(hang=True)
+
+
 class OpenAIServer:
     """The server; use as a context manager. `url` is the base_url a spec points at."""
 
     def __init__(self, respond: Callable[[Call], Reply], port: int = 0) -> None:
         self.respond = respond
         self.calls: list[Call] = []
+        self.active = self.peak = 0
         self._lock = threading.Lock()
+        self._closing = threading.Event()
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -141,12 +190,22 @@ class OpenAIServer:
                 call = Call(path=self.path, body=body, headers=dict(self.headers))
                 with server._lock:
                     server.calls.append(call)
-                if self.path not in ("/v1/completions", "/v1/chat/completions"):
-                    reply = error(404, f"Unknown request URL: POST {self.path}", code="unknown_url")
-                else:
-                    reply = server.respond(call)
-                if reply.delay:
-                    time.sleep(reply.delay)
+                    server.active += 1
+                    server.peak = max(server.peak, server.active)
+                try:
+                    if self.path not in ("/v1/completions", "/v1/chat/completions"):
+                        reply = error(404, f"Unknown request URL: POST {self.path}", code="unknown_url")
+                    else:
+                        reply = server.respond(call)
+                    if reply.hang:
+                        server._closing.wait()
+                        self.close_connection = True
+                        return
+                    if reply.delay:
+                        server._closing.wait(reply.delay)
+                finally:
+                    with server._lock:
+                        server.active -= 1
                 data = json.dumps(reply.body).encode()
                 self.send_response(reply.status)
                 self.send_header("Content-Type", "application/json")
@@ -166,20 +225,31 @@ class OpenAIServer:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self._closing.set()
         self.httpd.shutdown()
         self.httpd.server_close()
 
 
 def main() -> None:
-    """Serve the Composer on a port, for trying `dsc generate` without a model (README: Generate instruction data)."""
+    """Serve the Composer (or a hostile mode) on a port, for trying `dsc generate` without a model (README: Generate
+    instruction data)."""
     import argparse
     from pathlib import Path
 
     parser = argparse.ArgumentParser(description="a loopback OpenAI-compatible server that writes Alpaca-style task lists")
     parser.add_argument("--port", type=int, default=8765)
+    modes_help = "alike: the same tasks every time; slow: 5 s per answer; context: room for 1000 new tokens; hang: never answer"
+    parser.add_argument("--mode", choices=["compose", "alike", "slow", "context", "hang"], default="compose", help=modes_help)
     args = parser.parse_args()
     pool = json.loads((Path(__file__).resolve().parent.parent / "formats" / "data" / "alpaca_en_demo.json").read_text(encoding="utf-8"))
-    server = OpenAIServer(Composer(pool), port=args.port)
+    modes: dict[str, Callable[[Call], Reply]] = {
+        "compose": Composer(pool),
+        "alike": Alike(pool),
+        "slow": Composer(pool, delay=5.0),
+        "context": ContextLimit(Composer(pool), room=1000),
+        "hang": hang,
+    }
+    server = OpenAIServer(modes[args.mode], port=args.port)
     print(f"serving on {server.url}", flush=True)
     server.httpd.serve_forever()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -49,7 +50,9 @@ def test_build_default_output_and_tokenizer_override(tmp_path: Path) -> None:
     result = run_dsc("build", str(REPO / "formats/alpaca.yaml"), "--limit", "20", "--tokenizer", str(qwen3_path()), "-q", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     manifest = json.loads((tmp_path / "build/alpaca/manifest.json").read_text())
-    assert manifest["tokenizer"]["name"] == str(qwen3_path())
+    # a local tokenizer folder is recorded relative to the spec's folder (no absolute path in a package), with its hash
+    assert manifest["tokenizer"]["name"] == os.path.relpath(qwen3_path(), REPO / "formats")
+    assert manifest["spec"]["resolved"]["tokenizer"]["name"] == manifest["tokenizer"]["name"]
 
 
 def test_num_proc_gives_the_same_package(tmp_path: Path) -> None:

@@ -13,11 +13,22 @@ from typing import Any
 
 import datasets
 import pytest
-from conftest import DATA
+from conftest import DATA, FORMATS
 from dsc.compiler.dedup import Duplicates, deduplicate
 from dsc.compiler.pipeline import Options, render
 from dsc.compiler.spec import load_spec
-from near_copies import chinese_edit, distinct, english_edit, scores, sharing_a_template, with_near_copies
+from near_copies import (
+    chinese_edit,
+    distinct,
+    english_edit,
+    one_char_edit,
+    one_word_edit,
+    other_answers,
+    pairs,
+    scores,
+    sharing_a_template,
+    with_near_copies,
+)
 
 AIM = 0.95
 
@@ -111,3 +122,43 @@ def test_same_input_same_kept_set(tmp_path: Path) -> None:
         runs.append((dups.dropped.tolist(), dups.kept.tolist(), dups.similarity.tolist()))
     assert runs[0] == runs[1]
     assert len(runs[0][0]) > 100
+
+
+def _shipped(fmt: str) -> tuple[list[dict[str, Any]], list[int], int]:
+    """A shipped format's real records (minus their own near-copies), copies whose question differs by one word (one
+    character in Chinese) with the same answer, and records that repeat a question with another record's answer.
+    Returns the records, their truth groups and how many of them (the last ones) repeat a question."""
+    if fmt == "alpaca":
+        rows = json.loads((DATA / "alpaca_en_demo.json").read_text(encoding="utf-8"))
+        question, answer = ["instruction", "input"], "output"
+        vocabulary = sorted({w for r in rows for w in r["output"].split() if w.isalpha()})
+        edit = one_word_edit(vocabulary)
+    else:
+        rows = [json.loads(line) for line in (DATA / "adgen_dev.jsonl").read_text(encoding="utf-8").splitlines()]
+        question, answer = ["content"], "summary"
+        edit = one_char_edit(sorted({c for r in rows for c in r["summary"] if "\u4e00" <= c <= "\u9fff"}))
+    base = [rows[i] for i in distinct(["\n".join(r[f] for f in [*question, answer]) for r in rows])]
+    base, donors = base[:-100], base[-100:]  # donors' answers appear only in the repeats
+    # the editor only sees the question: the copy's answer is the original's, word for word
+    records, groups = with_near_copies(base, question[:1], edit, seed=13, most=1)
+    repeats = other_answers(base, donors, answer, seed=17)
+    return records + repeats, groups + list(range(len(base), len(base) + len(repeats))), len(repeats)
+
+
+@pytest.mark.parametrize("fmt", ["alpaca", "adgen"])
+def test_shipped_formats_catch_question_edits_with_the_same_answer(tmp_path: Path, fmt: str) -> None:
+    """The shipped dedup (prompt+response) finds a copy whose question differs by one word and whose answer is the
+    same, and keeps apart a question asked twice with different answers."""
+    records, groups, repeats = _shipped(fmt)
+    data = tmp_path / "records.jsonl"
+    data.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
+    datasets.disable_progress_bars()
+    spec = load_spec(FORMATS / f"{fmt}.yaml", {"sources": [{"path": str(data)}]})
+    _kept, dups = deduplicate(spec, render(spec, Options()).dataset)
+    found = _clusters(dups)
+    precision, recall = scores(found, _truth(groups))
+    print(f"{fmt} ({spec.dedup.label}): {len(records)} records, precision {precision:.4f}, recall {recall:.4f}")
+    assert precision >= AIM and recall >= AIM, (precision, recall)
+    first_repeat = len(records) - repeats
+    merged = {(a, b) for a, b in pairs(found) if max(a, b) >= first_repeat}
+    assert not merged, f"same question, other answer, merged: {sorted(merged)[:5]}"

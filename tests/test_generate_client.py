@@ -1,5 +1,6 @@
 """The OpenAI-compatible client against a loopback server: request shapes, Alpaca's context-length rule, backoff on
-429 and 5xx, failures that are reported and failures that end the run."""
+429 and 5xx, failures that are reported and failures that end the run (a server that is not there among them, at once), read
+timeouts apart from connect failures, and a context-length cut remembered."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import pytest
 from conftest import DATA
 from dsc.compiler.generate.client import Client, EndpointError, RequestFailed
 from dsc.compiler.generate.spec import GenerateSpec, load_generate_spec
-from openai_server import OpenAIServer, Reply, context_error, error, ok, scripted
+from openai_server import ContextLimit, OpenAIServer, Reply, context_error, error, hang, ok, scripted
 
 SEEDS = DATA / "alpaca_seed_tasks.jsonl"
 
@@ -106,10 +107,40 @@ def test_other_4xx_fail_the_request_and_auth_errors_end_the_run(tmp_path: Path):
     assert len(server.calls) == 2
 
 
-def test_unreachable_endpoint_is_retried_then_reported(tmp_path: Path):
+def test_an_endpoint_never_reached_ends_the_run_at_once(tmp_path: Path):
     with OpenAIServer(scripted()) as server:
         url = server.url
     sleeps = Sleeps()
-    with pytest.raises(RequestFailed, match="connection failed"):
-        Client(make_spec(tmp_path, url, retries=1), api_key=None, sleep=sleeps).complete("x")
-    assert len(sleeps) == 1
+    for base in (url, "http://no-such-host.invalid/v1"):
+        with pytest.raises(EndpointError, match=r"cannot connect: .*\(is the server running, and is base_url right\?\)"):
+            Client(make_spec(tmp_path, base, retries=5), api_key=None, sleep=sleeps).complete("x")
+    assert sleeps == []  # no backoff for a server that is not there
+
+
+def test_a_connection_lost_after_the_endpoint_answered_is_retried_then_reported(tmp_path: Path):
+    with OpenAIServer(scripted(lambda call: ok(call, " one"))) as server:
+        sleeps = Sleeps()
+        client = Client(make_spec(tmp_path, server.url, retries=2), api_key=None, sleep=sleeps)
+        assert client.complete("x").text == " one"
+    with pytest.raises(RequestFailed, match=r"connection failed: .*Connection refused \(gave up after 2 retries\)"):
+        client.complete("x")  # the server went away: a restart, maybe, so it is retried
+    assert len(sleeps) == 2
+
+
+def test_a_read_timeout_is_retried_as_a_dropped_answer(tmp_path: Path):
+    with OpenAIServer(hang) as server:
+        sleeps = Sleeps()
+        client = Client(make_spec(tmp_path, server.url, retries=1, timeout=0.3), api_key=None, sleep=sleeps)
+        with pytest.raises(RequestFailed, match=r"connection dropped: timed out \(gave up after 1 retries\)"):
+            client.complete("x")
+    assert len(server.calls) == 2 and len(sleeps) == 1
+
+
+def test_a_shrunk_max_tokens_is_where_later_requests_start(tmp_path: Path):
+    with OpenAIServer(ContextLimit(lambda call: ok(call, " fits"), room=2000)) as server:
+        client = Client(make_spec(tmp_path, server.url), api_key=None)
+        assert client.complete("a").calls == 3
+        assert client.complete("b").calls == 1
+        resumed = Client(make_spec(tmp_path, server.url), api_key=None, max_tokens=client.max_tokens)
+        assert resumed.complete("c").calls == 1
+    assert [c.body["max_tokens"] for c in server.calls] == [3072, 2457, 1965, 1965, 1965]

@@ -14,7 +14,7 @@ from dsc.compiler.errors import RecordError, SpecError
 from dsc.compiler.generate.encoding import Task, encode_prompt, parse_completion
 from dsc.compiler.generate.filters import ALPACA_BLACKLIST, Filters
 from dsc.compiler.generate.run import examples_for, prompt_for
-from dsc.compiler.generate.spec import load_generate_spec, read_seeds
+from dsc.compiler.generate.spec import DEFAULT_STALL_REQUESTS, DEFAULT_STALL_SECONDS, Stall, load_generate_spec, read_seeds
 
 SHARED_PROMPT = Path("/work/shared/data/alpaca_self_instruct_prompt.txt")
 SEEDS = DATA / "alpaca_seed_tasks.jsonl"
@@ -155,12 +155,22 @@ def test_spec_errors_name_file_line_and_key(tmp_path: Path):
         head + "  prompt: 'List {{ count }} tasks'\n": (5, "undefined variable 'count'"),
         "name: t\ngenerate:\n  seeds: nowhere.jsonl\n  model: m\n": (3, "generate.seeds: no seed file 'nowhere.jsonl'"),
         head + "  stop: [a, b, c, d, e]\n": (5, "generate.stop:"),
+        head + "  stall:\n    requests: 0\n": (6, "generate.stall.requests:"),
+        head + "  stall: {minutes: 3}\n": (5, "generate.stall.minutes: unknown key 'minutes'"),
     }
     for body, (line, message) in cases.items():
         with pytest.raises(SpecError) as info:
             load_generate_spec(_spec(tmp_path, body))
         text = info.value.render()
         assert f"gen.yaml:{line}:" in text and message in text, text
+
+
+def test_stall_limits_default_and_turn_off(tmp_path: Path):
+    head = f"name: t\ngenerate:\n  seeds: {SEEDS}\n  model: m\n"
+    assert load_generate_spec(_spec(tmp_path, head)).stall == Stall(requests=DEFAULT_STALL_REQUESTS, seconds=DEFAULT_STALL_SECONDS)
+    assert load_generate_spec(_spec(tmp_path, head + "  stall: false\n")).stall == Stall(requests=None, seconds=None)
+    one_off = load_generate_spec(_spec(tmp_path, head + "  stall: {seconds: false, requests: 40}\n")).stall
+    assert one_off == Stall(requests=40, seconds=None)
 
 
 def test_bad_seed_records_are_located(tmp_path: Path):

@@ -1,5 +1,6 @@
 """Novelty: the vectorized ROUGE-L against the textbook per-pair LCS and rouge_score's scoring rules, Alpaca's
-sequential keep-or-drop loop reproduced, and the MinHash LSH index on real instructions and their rewordings."""
+sequential keep-or-drop loop reproduced, and the MinHash LSH index on real instructions and their rewordings, and its
+recall on pairs exactly at the threshold."""
 
 from __future__ import annotations
 
@@ -11,9 +12,10 @@ import numpy as np
 import pytest
 from conftest import DATA
 from dsc.compiler.dedup_spec import Near
-from dsc.compiler.generate.novelty import MinHashNovelty, RougeNovelty
+from dsc.compiler.generate.novelty import MISS, MinHashNovelty, RougeNovelty, recall_shape
 from dsc.compiler.generate.rouge import RougeIndex, tokenize
 from dsc.compiler.generate.spec import DEFAULT_MINHASH_NGRAM, DEFAULT_MINHASH_THRESHOLD, read_seeds
+from threshold_pairs import threshold_pairs
 
 SEEDS = [t.instruction for t in read_seeds(DATA / "alpaca_seed_tasks.jsonl")]
 DEMO = [r["instruction"] for r in json.loads((DATA / "alpaca_en_demo.json").read_text(encoding="utf-8"))]
@@ -142,3 +144,34 @@ def test_minhash_keeps_real_distinct_instructions():
     rouge.add(SEEDS)
     rouge_kept = sum(v.novel for v in rouge.select(DEMO[:200], room=200))
     assert kept >= 180 and abs(kept - rouge_kept) <= 10
+
+
+def at_threshold_misses(near: Near, pairs: list[tuple[str, str]]) -> tuple[int, list[float]]:
+    """How many copies the index does not drop for their original, and the scores it gave the originals it found."""
+    novelty = MinHashNovelty(near, top=10_000)
+    novelty.add(list(dict.fromkeys(a for a, _ in pairs)))
+    missed, scores = 0, []
+    for (original, _), verdict in zip(pairs, novelty.select([b for _, b in pairs], room=len(pairs)), strict=True):
+        found = dict(verdict.similar).get(original)
+        if found is None or verdict.novel:
+            missed += 1
+        else:
+            scores.append(found)
+    return missed, scores
+
+
+def test_minhash_misses_under_1_percent_of_pairs_right_at_the_threshold():
+    pairs = threshold_pairs(DEMO, DEFAULT_MINHASH_THRESHOLD)
+    assert len(pairs) > 2000
+    missed, scores = at_threshold_misses(Near(threshold=DEFAULT_MINHASH_THRESHOLD, ngram=DEFAULT_MINHASH_NGRAM), pairs)
+    assert missed < 0.01 * len(pairs)
+    assert set(scores) == {DEFAULT_MINHASH_THRESHOLD}  # confirmed on the exact Jaccard, never an estimate
+    # dedup's banding for the same threshold (25 bands of 5 rows) would let about 1 in 8 through
+    dedup_missed, _ = at_threshold_misses(Near(threshold=DEFAULT_MINHASH_THRESHOLD, ngram=DEFAULT_MINHASH_NGRAM, bands=25, rows=5), pairs)
+    assert dedup_missed > 0.08 * len(pairs)
+
+
+def test_recall_banding_meets_its_bound():
+    for threshold in (0.5, 0.6, 0.7, 0.8):
+        bands, rows = recall_shape(threshold, 128)
+        assert (1 - threshold**rows) ** bands <= MISS < (1 - threshold ** (rows + 1)) ** (128 // (rows + 1))

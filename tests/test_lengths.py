@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from dsc.compiler.encode import IGNORE, fit
 from dsc.compiler.spec import Lengths
 
@@ -11,7 +12,8 @@ TGT = [11, 12, 13, 14, 15]
 
 
 def run(**kw) -> tuple[list[int], list[int], bool, str | None]:
-    r = fit(list(SRC), [IGNORE] * len(SRC), list(TGT), list(TGT), EOS, Lengths(**kw), protect=0)
+    """fit() on a 6-token prompt and a 5-token target; no floor on cut targets unless `min_target_tokens` is given."""
+    r = fit(list(SRC), [IGNORE] * len(SRC), list(TGT), list(TGT), EOS, Lengths(**{"min_target_tokens": 1, **kw}), protect=0)
     return r.ids, r.labels, r.truncated, r.problem
 
 
@@ -49,3 +51,33 @@ def test_special_prefix_is_never_cut() -> None:
     bos = 7
     r = fit([bos, *SRC], [IGNORE] * 7, list(TGT), list(TGT), EOS, Lengths(max_source_length=4, prompt_truncation="left"), protect=1)
     assert r.ids[:4] == [bos, 4, 5, 6]
+
+
+def test_a_target_cut_below_the_floor_is_short() -> None:
+    # max_length 9 leaves 2 of the 5 target tokens: under a floor of 3 the record goes, at 2 it stays
+    assert run(max_length=9, min_target_tokens=3)[3] == "short"
+    assert run(max_length=9, min_target_tokens=2)[0] == SRC + [11, 12, EOS]
+    # the floor is about cut targets: an uncut target shorter than the floor stays, even when the prompt is cut
+    assert run(max_source_length=4, min_target_tokens=8)[0] == [1, 2, 3, 4] + TGT + [EOS]
+    assert run(min_target_tokens=8)[3] is None
+    r = fit(list(SRC), [IGNORE] * 6, list(TGT), list(TGT), EOS, Lengths(max_length=8, min_target_tokens=3), protect=0)
+    assert (r.problem, r.prompt_tokens, r.response_tokens) == ("short", 6, 2)  # what the cut would have kept, EOS counted
+
+
+def test_default_floor_fits_under_max_target_length(tmp_path) -> None:
+    from dsc.compiler.errors import SpecError
+    from dsc.compiler.spec import MIN_TARGET_TOKENS, load_spec
+
+    def lengths(text: str) -> Lengths:
+        spec = tmp_path / "s.yaml"
+        (tmp_path / "d.jsonl").write_text('{"q": "a", "a": "b"}\n', encoding="utf-8")
+        spec.write_text(f"name: s\nsources: [{{path: d.jsonl}}]\nfields: {{q: {{type: string}}, a: {{type: string}}}}\n"
+                        f"templates: {{prompt: '{{{{ q }}}}', response: '{{{{ a }}}}'}}\nlengths: {text}\n", encoding="utf-8")
+        return load_spec(spec).lengths
+
+    assert lengths("{max_length: 512}").min_target_tokens == MIN_TARGET_TOKENS
+    assert lengths("{max_target_length: 8}").min_target_tokens == 7  # the default shrinks to what the limit leaves
+    assert lengths("{max_target_length: 8, min_target_tokens: 4}").min_target_tokens == 4
+    with pytest.raises(SpecError) as caught:
+        lengths("{max_target_length: 8, min_target_tokens: 9}")
+    assert "s.yaml:5" in caught.value.render() and "lengths.min_target_tokens" in caught.value.render()

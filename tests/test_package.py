@@ -65,9 +65,10 @@ def test_manifest_records_inputs_tokenizer_counts(packages) -> None:
     m = json.loads((package / "manifest.json").read_text())
     src = DATA / "alpaca_en_demo.json"
     assert m["inputs"] == [
-        {"path": str(src), "format": "json", "sha256": hashlib.sha256(src.read_bytes()).hexdigest(), "records": 999}
+        {"path": "data/alpaca_en_demo.json", "format": "json", "sha256": hashlib.sha256(src.read_bytes()).hexdigest(), "records": 999}
     ]
-    assert m["templates"][0]["file"].endswith("alpaca_prompt.j2") and len(m["templates"][0]["sha256"]) == 64
+    assert m["templates"][0]["file"] == "dsc:templates/alpaca_prompt.j2" and len(m["templates"][0]["sha256"]) == 64
+    assert m["spec"]["path"] == "alpaca.yaml" and "path" not in m["tokenizer"] and "output" not in m["spec"]["resolved"]
     assert m["tokenizer"]["name"] == "qwen3" and m["tokenizer"]["eos_token"] == "<|im_end|>" and len(m["tokenizer"]["sha256"]) == 64
     assert m["counts"]["read"] == 999 and m["counts"]["truncated"] > 0
     assert m["spec"]["resolved"]["lengths"] == {
@@ -77,6 +78,7 @@ def test_manifest_records_inputs_tokenizer_counts(packages) -> None:
         "source_overflow": "truncate",
         "target_overflow": "truncate",
         "prompt_truncation": "right",
+        "min_target_tokens": 16,
     }
     assert m["spec"]["resolved"]["labels"] == {"train_on_prompt": False, "turns": "last"}
     assert m["spec"]["resolved"]["tokenizer"]["name"] == "qwen3"

@@ -114,7 +114,7 @@ def test_missing_spec_file_and_unknown_tokenizer(tmp_path: Path) -> None:
     spec.write_text(GOOD + "tokenizer: ./no/such/tokenizer\n", encoding="utf-8")
     result = run_dsc("build", str(spec), cwd=tmp_path)
     assert result.returncode == 2, result.stderr
-    assert f"{spec}:11: tokenizer: no tokenizer at './no/such/tokenizer'" in result.stderr
+    assert f"{spec}:11: tokenizer: no tokenizer folder at './no/such/tokenizer'" in result.stderr
 
 
 def test_usage_errors_exit_2(tmp_path: Path) -> None:

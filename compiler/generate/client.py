@@ -2,11 +2,18 @@
 
 - A context-length error (HTTP 400, code `context_length_exceeded` or a message about the maximum context length, or
   Alpaca's "Please reduce your prompt") retries at once with max_tokens cut to 80%, as Alpaca's `openai_completion`
-  does; this is not counted as a retry.
+  does; this is not counted as a retry. The cut is remembered: every later request starts from the shrunk value, so
+  only the first request that meets the limit pays for the calls that find it.
 - 429, 408, 409, any 5xx, a dropped connection, a timeout or an unreadable body: exponential backoff with jitter
   (`backoff` x 2^attempt seconds, at most 60, or the server's Retry-After), up to `retries` retries; then the request
   fails with `RequestFailed`, which the run reports and moves past.
-- 401, 403 and 404 mean the endpoint, key or model is wrong for every request alike: `EndpointError` ends the run.
+- 401, 403 and 404 mean the endpoint, key or model is wrong for every request alike: `EndpointError` ends the run. So
+  does a connection that cannot be made (refused, unknown host, no route, connect timeout) before the endpoint has
+  ever answered: a wrong URL or a server that is not running is reported at once, not after minutes of backoff.
+  Once the endpoint has answered, a failed connection is a dropped one (a restart) and is retried as above.
+
+Connecting and reading have their own timeouts (`connect_timeout`, short: a host that is up accepts at once;
+`timeout`, long: a model writes its whole answer before the first byte comes back).
 """
 
 from __future__ import annotations
@@ -14,9 +21,9 @@ from __future__ import annotations
 import http.client
 import json
 import random
+import threading
 import time
-import urllib.error
-import urllib.request
+import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -69,16 +76,34 @@ def is_context_error(status: int, body: bytes) -> bool:
     return any(marker in text for marker in CONTEXT_MARKERS)
 
 
+class _ConnectFailed(Exception):
+    """No connection could be made (refused, unknown host, unreachable, connect timeout)."""
+
+
 class Client:
     """Sends prompts to `{base_url}/completions` or `{base_url}/chat/completions`; safe to share between threads."""
 
-    def __init__(self, spec: GenerateSpec, api_key: str | None, sleep: Callable[[float], None] = time.sleep) -> None:
+    def __init__(
+        self, spec: GenerateSpec, api_key: str | None, sleep: Callable[[float], None] = time.sleep, max_tokens: int | None = None
+    ) -> None:
+        """`max_tokens`: where an earlier run's context-length cuts left it (never above the spec's)."""
         self.spec = spec
         self.url = spec.base_url + ("/chat/completions" if spec.api == "chat" else "/completions")
+        self._target = urllib.parse.urlsplit(self.url)
         self.headers = {"Content-Type": "application/json", "Accept": "application/json"}
         if api_key:
             self.headers["Authorization"] = f"Bearer {api_key}"
         self.sleep = sleep
+        self.max_tokens = min(spec.max_tokens, max_tokens or spec.max_tokens)
+        self.reached = False
+        """Whether the endpoint has ever answered: until it has, a failed connection ends the run."""
+        self._lock = threading.Lock()
+
+    def _shrink(self, tried: int) -> int:
+        """Cut max_tokens to 80% of what was just refused, for this request and every later one."""
+        with self._lock:
+            self.max_tokens = min(self.max_tokens, int(tried * SHRINK))
+            return self.max_tokens
 
     def payload(self, prompt: str, max_tokens: int) -> dict[str, Any]:
         """The request body: the spec's sampling settings, then `extra_body` on top."""
@@ -93,13 +118,23 @@ class Client:
         return {**body, **spec.extra_body}
 
     def _post(self, body: dict[str, Any]) -> tuple[int, bytes, str | None]:
-        request = urllib.request.Request(self.url, data=json.dumps(body).encode(), headers=self.headers, method="POST")
+        """(status, body, Retry-After) of one POST; _ConnectFailed when no connection was made."""
+        target = self._target
+        kind = http.client.HTTPSConnection if target.scheme == "https" else http.client.HTTPConnection
+        connection = kind(target.hostname or "", target.port, timeout=self.spec.connect_timeout)
         try:
-            with urllib.request.urlopen(request, timeout=self.spec.timeout) as response:
-                return response.status, response.read(), None
-        except urllib.error.HTTPError as exc:
-            with exc:
-                return exc.code, exc.read(), exc.headers.get("Retry-After")
+            try:
+                connection.connect()
+            except (OSError, http.client.HTTPException) as exc:
+                raise _ConnectFailed(_reason(exc)) from None
+            assert connection.sock is not None
+            connection.sock.settimeout(self.spec.timeout)
+            path = target.path + (f"?{target.query}" if target.query else "")
+            connection.request("POST", path, body=json.dumps(body).encode(), headers=self.headers)
+            response = connection.getresponse()
+            return response.status, response.read(), response.getheader("Retry-After")
+        finally:
+            connection.close()
 
     def _read(self, body: bytes) -> tuple[str, str | None]:
         """(text, finish_reason) of a 200 response; ValueError when it is not a completion."""
@@ -120,16 +155,21 @@ class Client:
 
     def complete(self, prompt: str) -> Completion:
         """One completion of `prompt`, retried per the rules above."""
-        max_tokens = self.spec.max_tokens
+        max_tokens = self.max_tokens
         attempt = calls = 0
         while True:
             calls += 1
             retry_after = None
             try:
                 status, body, retry_after = self._post(self.payload(prompt, max_tokens))
-            except (urllib.error.URLError, http.client.HTTPException, OSError) as exc:
-                status, problem = 0, f"connection failed: {getattr(exc, 'reason', None) or exc}"
+            except _ConnectFailed as exc:
+                if not self.reached:
+                    raise EndpointError(f"{self.url}: cannot connect: {exc} (is the server running, and is base_url right?)") from None
+                problem = f"connection failed: {exc}"
+            except (http.client.HTTPException, OSError) as exc:
+                problem = f"connection dropped: {_reason(exc)}"
             else:
+                self.reached = True
                 if status == 200:
                     try:
                         text, finish = self._read(body)
@@ -137,10 +177,9 @@ class Client:
                     except (ValueError, KeyError, IndexError, TypeError):
                         problem = f"not a completion: {body[:120].decode('utf-8', 'replace')!r}"
                 elif is_context_error(status, body):
-                    shrunk = int(max_tokens * SHRINK)
-                    if shrunk < 1:
+                    if int(max_tokens * SHRINK) < 1:
                         raise RequestFailed(f"prompt too long for the model's context even at max_tokens {max_tokens}")
-                    max_tokens = shrunk
+                    max_tokens = self._shrink(max_tokens)
                     continue
                 else:
                     code, message = _error_text(body)
@@ -153,3 +192,10 @@ class Client:
             if attempt > self.spec.retries:
                 raise RequestFailed(f"{problem} (gave up after {self.spec.retries} retries)")
             self.sleep(self._delay(attempt, retry_after))
+
+
+def _reason(exc: BaseException) -> str:
+    """A short reason for a socket-level failure ("timed out", "[Errno 111] Connection refused", ...)."""
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    return str(exc) or type(exc).__name__

@@ -13,12 +13,15 @@ So after a crash (kill -9, Ctrl-C, power loss of the last lines) the state is: e
 is finished; responses journaled after it are reused, never asked for again (a batch killed half-way re-sends only
 the requests that had not answered); output records of a request with no "done" line are cut off and that request
 is processed again from its journaled text, which gives the same records. A torn last line in either file is cut.
+Each response line carries the max_tokens it was answered with, so a resumed run starts from a context-length cut
+an earlier run found instead of finding it again.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -41,6 +44,8 @@ class State:
     """One past the highest request id ever journaled: new requests start here."""
     kept: list[dict[str, Any]] = field(default_factory=list)
     dropped: dict[str, int] = field(default_factory=dict)
+    max_tokens: int | None = None
+    """The smallest max_tokens an answer was journaled with: where context-length cuts left it."""
 
 
 def _read_lines(path: Path) -> list[dict[str, Any]]:
@@ -63,6 +68,40 @@ def _read_lines(path: Path) -> list[dict[str, Any]]:
     return out
 
 
+def check_writable(output: Path) -> None:
+    """Make the output's folder, or say in one located line why it cannot be written there (exit 2)."""
+    problem = None
+    folder = next(p for p in (output.parent, *output.parent.parents) if p.exists() or p == p.parent)
+    if output.is_dir():
+        problem = "is a folder; give the output as a file path (e.g. .../generated.jsonl)"
+    elif not folder.is_dir():
+        problem = f"cannot be written: {folder} is a file, not a folder"
+    else:
+        try:
+            output.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            problem = f"cannot create its folder {output.parent}: {exc.strerror or exc}"
+        else:
+            problem = _unwritable(output)
+    if problem:
+        raise SpecError(Problem(problem, Location(str(output))))
+
+
+def _unwritable(output: Path) -> str | None:
+    """Why the output or its journal cannot be appended to (a folder that takes no new file, a file that is read-only)."""
+    for path in (output, journal_path(output)):
+        if path.exists():
+            try:
+                path.open("a", encoding="utf-8").close()
+            except OSError as exc:
+                return f"cannot be written: {path} ({exc.strerror or exc})"
+    try:
+        tempfile.TemporaryFile(dir=output.parent).close()
+    except OSError as exc:
+        return f"cannot be written: the folder {output.parent} takes no new file ({exc.strerror or exc})"
+    return None
+
+
 def load(output: Path, settings: dict[str, Any]) -> State:
     """The state of an earlier run on `output` (a fresh one when there is none); its output is cut back to the
     records of finished requests."""
@@ -75,6 +114,9 @@ def load(output: Path, settings: dict[str, Any]) -> State:
     lines = _read_lines(journal)
     if not lines or "settings" not in lines[0]:
         raise SpecError(Problem("not a dsc generate journal; use a new output path", Location(str(journal))))
+    if lines[0]["settings"] != settings and len(lines) == 1 and not (output.exists() and output.stat().st_size):
+        journal.unlink()  # nothing was asked yet (the endpoint was wrong, say): start over under the new settings
+        return State()
     if lines[0]["settings"] != settings:
         changed = sorted(k for k in settings if lines[0]["settings"].get(k) != settings[k])
         message = (
@@ -91,6 +133,8 @@ def load(output: Path, settings: dict[str, Any]) -> State:
         else:
             state.responses[line["request"]] = line
             state.issued = max(state.issued, line["request"] + 1)
+            if "max_tokens" in line:
+                state.max_tokens = min(line["max_tokens"], state.max_tokens or line["max_tokens"])
     records = _read_lines(output)
     for number, record in enumerate(records, start=1):
         if not isinstance(record, dict) or not all(isinstance(record.get(k), int) for k in ("request", "candidate")):

@@ -1,10 +1,14 @@
 """Novelty: a candidate instruction too similar to a seed or to anything kept before it is dropped.
 
-Two measures, one interface. `minhash` (the default) reuses the dedup pass's MinHash signatures and LSH banding as an
-incremental index: a candidate is compared only with the texts that share a band with it, so each check costs about
-the same however many instructions are kept; it drops a candidate whose Jaccard similarity (of word-bigram shingles,
-estimated, exact near the threshold) to one of them reaches the threshold. `rouge-l` is Alpaca's rule, exactly: the
-ROUGE-L F-measure against every earlier instruction, dropped when one exceeds the threshold (0.7).
+Two measures, one interface. `minhash` (the default) reuses the dedup pass's MinHash signatures and LSH band hashes as
+an incremental index: a candidate is compared only with the texts that share a band with it, so each check costs
+about the same however many instructions are kept; it drops a candidate whose exact Jaccard similarity (of its
+shingle set) to one of them reaches the threshold. The banding is chosen for recall, not speed: a pair right at the
+threshold shares a band with probability >= 1 - MISS (dedup's banding, which weighs false positives against false
+negatives, lets about 1 in 8 through at 0.6). Bucket-mates whose signature estimate is clearly below the threshold are
+passed over; every other one is confirmed on the exact Jaccard, so a drop is never the luck of an estimate.
+`rouge-l` is Alpaca's rule, exactly: the ROUGE-L F-measure against every earlier instruction, dropped when one exceeds
+the threshold (0.7).
 """
 
 from __future__ import annotations
@@ -16,11 +20,23 @@ from typing import Protocol
 import numpy as np
 from dsc.compiler.dedup_spec import Near, Normalize
 from dsc.compiler.generate.rouge import RougeIndex, tokenize
-from dsc.compiler.lsh import MARGIN, band_keys, band_shape
-from dsc.compiler.minhash import batch_signatures, shingle_sets
+from dsc.compiler.lsh import MARGIN, band_keys, jaccard
+from dsc.compiler.minhash import shingle_hashes, signatures, tokens
 
 MINHASH = "minhash"
 ROUGE_L = "rouge-l"
+MISS = 0.002
+"""Largest chance that a pair exactly at the threshold shares no band (the estimate's tail adds ~0.13%)."""
+
+
+def recall_shape(threshold: float, num_perm: int, miss: float = MISS) -> tuple[int, int]:
+    """(bands, rows) with the most rows per band (fewest chance bucket-mates) whose chance of missing a pair at the
+    threshold, (1 - t^rows)^bands, is at most `miss`."""
+    for rows in range(num_perm, 0, -1):
+        bands = num_perm // rows
+        if (1 - threshold**rows) ** bands <= miss:
+            return bands, rows
+    return num_perm, 1
 
 
 @dataclass
@@ -94,23 +110,27 @@ class MinHashNovelty:
         self.near = near
         self.normalize = Normalize()
         self.top = top
-        self.bands, self.rows = (near.bands, near.rows) if near.bands and near.rows else band_shape(near.threshold, near.num_perm)
+        self.bands, self.rows = (near.bands, near.rows) if near.bands and near.rows else recall_shape(near.threshold, near.num_perm)
         self.margin = MARGIN * np.sqrt(near.threshold * (1 - near.threshold) / near.num_perm)
         self.buckets: list[dict[int, list[int]]] = [{} for _ in range(self.bands)]
         self.signatures = np.empty((64, near.num_perm), dtype=np.uint32)
+        self.sets: list[np.ndarray] = []
         self.texts: list[str] = []
 
-    def _hash(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-        """Signatures (texts, num_perm) and band keys (texts, bands) of a batch."""
-        signatures = batch_signatures(texts, self.near, self.normalize)
-        bands = signatures[:, : self.bands * self.rows].reshape(len(texts) * self.bands, self.rows)
-        return signatures, band_keys(bands).reshape(len(texts), self.bands)
+    def _hash(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+        """Signatures (texts, num_perm), band keys (texts, bands) and shingle sets of a batch, from one hashing."""
+        hashes, offsets = shingle_hashes([tokens(t, self.near.shingles, self.normalize) for t in texts], self.near.ngram)
+        sigs = signatures(hashes, offsets, self.near.num_perm, self.near.seed)
+        bands = sigs[:, : self.bands * self.rows].reshape(len(texts) * self.bands, self.rows)
+        sets = [np.unique(hashes[offsets[i] : offsets[i + 1]]) for i in range(len(texts))]
+        return sigs, band_keys(bands).reshape(len(texts), self.bands), sets
 
-    def _store(self, text: str, signature: np.ndarray, keys: np.ndarray) -> None:
+    def _store(self, text: str, signature: np.ndarray, keys: np.ndarray, shingles: np.ndarray) -> None:
         row = len(self.texts)
         if row == len(self.signatures):
             self.signatures = np.concatenate((self.signatures, np.empty_like(self.signatures)))
         self.signatures[row] = signature
+        self.sets.append(shingles)
         self.texts.append(text)
         for band, key in zip(self.buckets, keys.tolist(), strict=True):
             band.setdefault(key, []).append(row)
@@ -118,41 +138,29 @@ class MinHashNovelty:
     def add(self, texts: Sequence[str]) -> None:
         if not texts:
             return
-        signatures, keys = self._hash(texts)
-        for text, signature, key in zip(texts, signatures, keys, strict=True):
-            self._store(text, signature, key)
-
-    def _exact(self, text: str, rows: np.ndarray) -> np.ndarray:
-        """Exact Jaccard of the shingle sets of `text` and each stored row (for estimates too close to call)."""
-        sets = shingle_sets([text, *(self.texts[r] for r in rows.tolist())], self.near, self.normalize)
-        mine = sets[0]
-        out = np.empty(len(rows))
-        for i, other in enumerate(sets[1:]):
-            both = np.intersect1d(mine, other, assume_unique=True).size
-            out[i] = both / max(1, mine.size + other.size - both)
-        return out
+        for text, signature, key, shingles in zip(texts, *self._hash(texts), strict=True):
+            self._store(text, signature, key, shingles)
 
     def select(self, texts: Sequence[str], room: int) -> list[Verdict | None]:
         if not texts:
             return []
-        signatures, keys = self._hash(texts)
+        sigs, keys, sets = self._hash(texts)
 
         def judge(i: int) -> Verdict:
             found: set[int] = set()
             for band, key in zip(self.buckets, keys[i].tolist(), strict=True):
                 found.update(band.get(key, ()))
             rows = np.fromiter(sorted(found), dtype=np.int64, count=len(found))
-            score = (self.signatures[rows] == signatures[i]).mean(axis=1) if len(rows) else np.empty(0)
-            unsure = np.abs(score - self.near.threshold) < self.margin
-            if unsure.any():
-                score[unsure] = self._exact(texts[i], rows[unsure])
+            estimate = (self.signatures[rows] == sigs[i]).mean(axis=1) if len(rows) else np.empty(0)
+            close = rows[estimate > self.near.threshold - self.margin]
+            score = np.array([jaccard(sets[i], self.sets[r]) for r in close.tolist()])
             order = np.argsort(-score, kind="stable")[: self.top]
             verdict = Verdict(
                 novel=not bool((score >= self.near.threshold).any()),
-                similar=[(self.texts[rows[j]], float(score[j])) for j in order],
+                similar=[(self.texts[close[j]], float(score[j])) for j in order],
             )
             if verdict.novel:
-                self._store(texts[i], signatures[i], keys[i])
+                self._store(texts[i], sigs[i], keys[i], sets[i])
             return verdict
 
         return _judge_in_order(judge, texts, room)

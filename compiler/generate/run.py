@@ -6,6 +6,12 @@ crash asks the same thing. Requests go out a batch (`requests_per_batch`) at a t
 and processed strictly in request order: parse, filters, novelty against the seeds and every record kept before, and
 the output gets exactly `num_instructions` records. Requests still out when that count is reached are waited for and
 journaled (they are paid for), and a later run with a larger count starts from them. See journal.py for resuming.
+
+Bounds: requests sent and not yet processed (out, or answered behind a slower one) never pass `concurrency`, and a
+new batch waits while those already out should bring the records still needed, at the rate requests have kept
+records so far. A run that keeps no new record for `stall.requests` requests in a row or `stall.seconds` stops with
+what it has (exit 1, resumable), instead of asking an endpoint whose answers are all alike, or that never answers,
+for ever.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import os
 import queue
 import random
 import threading
+import time
 from collections import deque
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -35,8 +42,11 @@ FAILED_IN_A_ROW = 2
 """Batches' worth of consecutive failed requests after which the run stops (exit 1; rerun to resume)."""
 
 
+RESUME = "run the same command to resume"
+
+
 class GenerateStopped(DscError):
-    """The endpoint kept failing: the run stops with what it has, resumable."""
+    """The endpoint kept failing, or nothing new came of it: the run stops with what it has, resumable."""
 
 
 @dataclass
@@ -113,6 +123,14 @@ class _Run:
         self.kept = len(state.kept)
         self.dropped = dict(state.dropped)
         self.failed_in_a_row = 0
+        self.processed = self.kept_here = 0
+        """Requests processed, and records kept, by this run (the rate new requests are sent at)."""
+        self.quiet = 0
+        """Requests processed in a row that kept nothing; `quiet_drops` says why."""
+        self.quiet_drops: dict[str, int] = {}
+        self.answers = 0
+        """Answers received since the last record was kept."""
+        self.last_kept = time.monotonic()
         self.novelty = novelty_index(spec)
         self.novelty.add([t.instruction for t in spec.seed_tasks] + [r["instruction"] for r in state.kept])
 
@@ -120,6 +138,44 @@ class _Run:
         if n:
             counts[reason] = counts.get(reason, 0) + n
             self.dropped[reason] = self.dropped.get(reason, 0) + n
+
+    def where(self) -> str:
+        return f"{self.kept} of {self.spec.num_instructions} records are in {self.spec.output}"
+
+    def rate(self) -> float | None:
+        """Records kept per processed request in this run, once there is something to go by."""
+        return self.kept_here / self.processed if self.processed and self.kept_here else None
+
+    def deadline(self) -> float | None:
+        """When (time.monotonic) the run stops for want of a new record."""
+        return None if self.spec.stall.seconds is None else self.last_kept + self.spec.stall.seconds
+
+    def stalled(self, unanswered: int) -> GenerateStopped:
+        """The stop for `stall.seconds` without a new record, with what happened meanwhile."""
+        seconds = self.spec.stall.seconds
+        dropped = f", {self._reasons(self.quiet_drops)} dropped" if self.quiet_drops else ""
+        return GenerateStopped(
+            f"no new record in {seconds:g} s ({self.answers} answers came back{dropped}; {unanswered} requests still "
+            f"unanswered from {self.spec.base_url}); {self.where()}; {RESUME} (generate.stall.seconds sets the limit)"
+        )
+
+    def _quiet(self, kept: int, counts: dict[str, int]) -> None:
+        """Count a processed request and what it kept; stop after `stall.requests` in a row that kept nothing."""
+        self.processed += 1
+        self.kept_here += kept
+        if kept:
+            self.quiet, self.quiet_drops, self.answers, self.last_kept = 0, {}, 0, time.monotonic()
+            return
+        self.quiet += 1
+        for reason, n in counts.items():
+            self.quiet_drops[reason] = self.quiet_drops.get(reason, 0) + n
+        limit = self.spec.stall.requests
+        if limit is not None and self.quiet >= limit and self.kept < self.spec.num_instructions:
+            dropped = f": {self._reasons(self.quiet_drops)} dropped" if self.quiet_drops else ""
+            raise GenerateStopped(
+                f"no new record in the last {self.quiet} requests{dropped} (the endpoint's answers are all alike, or like "
+                f"what is kept); {self.where()}; {RESUME} (generate.stall.requests sets the limit)"
+            )
 
     def process(self, request: int, start: int, entry: dict[str, Any]) -> tuple[int, int]:
         """Turn one journaled response into records from candidate `start` on; return where processing goes on."""
@@ -130,9 +186,9 @@ class _Run:
             self.writer.done(request, (request + 1, 0), 0, counts, failed=True)
             if self.failed_in_a_row >= FAILED_IN_A_ROW * spec.requests_per_batch:
                 raise GenerateStopped(
-                    f"{self.failed_in_a_row} requests in a row failed (the last: {entry['error']}); "
-                    f"{self.kept} of {spec.num_instructions} records are in {spec.output}; run again to resume"
+                    f"{self.failed_in_a_row} requests in a row failed (the last: {entry['error']}); {self.where()}; {RESUME}"
                 )
+            self._quiet(0, {})
             return request + 1, 0
         self.failed_in_a_row = 0
         parsed = parse_completion(entry["text"], entry["finish_reason"], spec.examples_per_request, echoed_header=spec.api == "chat")
@@ -168,17 +224,23 @@ class _Run:
         self.writer.done(request, next_at, kept_here, counts, failed=False)
         self.bar.update(kept_here)
         self.bar.set_postfix_str(self.postfix(), refresh=False)
+        self._quiet(kept_here, counts)
         return next_at
+
+    @staticmethod
+    def _reasons(counts: dict[str, int]) -> str:
+        return ", ".join(f"{r} {n}" for r, n in sorted(counts.items(), key=lambda x: -x[1]))
 
     def postfix(self) -> str:
         dropped = sum(self.dropped.values())
-        reasons = ", ".join(f"{r} {n}" for r, n in sorted(self.dropped.items(), key=lambda x: -x[1]))
-        return f"dropped {dropped}" + (f" ({reasons})" if reasons else "")
+        return f"dropped {dropped}" + (f" ({self._reasons(self.dropped)})" if self.dropped else "")
 
 
-def _receive(pool: _Pool, writer: journal.Writer, summary: Summary, bar: tqdm) -> tuple[int, dict[str, Any]]:
-    """Wait for the next answer and journal it; a failed request is reported, an endpoint error ends the run."""
-    k, result = pool.results.get()
+def _receive(pool: _Pool, writer: journal.Writer, summary: Summary, bar: tqdm, deadline: float | None) -> tuple[int, dict[str, Any]]:
+    """Wait for the next answer (until `deadline`, else queue.Empty) and journal it; a failed request is reported, an
+    endpoint error ends the run."""
+    wait = None if deadline is None else max(0.0, deadline - time.monotonic())
+    k, result = pool.results.get(timeout=wait)
     if isinstance(result, Completion):
         entry: dict[str, Any] = {"request": k, "text": result.text, "finish_reason": result.finish_reason}
         entry.update(max_tokens=result.max_tokens, calls=result.calls)
@@ -196,9 +258,10 @@ def _receive(pool: _Pool, writer: journal.Writer, summary: Summary, bar: tqdm) -
 def generate(spec: GenerateSpec, progress: bool = True) -> Summary:
     """Run (or resume) the spec's generation until its output holds `num_instructions` records."""
     settings = spec.settings()
+    journal.check_writable(spec.output)
     state = journal.load(spec.output, settings)
     fresh = not journal.journal_path(spec.output).exists()
-    client = Client(spec, _api_key(spec))
+    client = Client(spec, _api_key(spec), max_tokens=state.max_tokens)
     writer = journal.Writer(spec.output, settings, fresh)
     target = spec.num_instructions
     bar = tqdm(total=target, initial=min(len(state.kept), target), unit="instr", desc=f"generate {spec.name}", disable=not progress)
@@ -212,12 +275,22 @@ def generate(spec: GenerateSpec, progress: bool = True) -> Summary:
     room = max(spec.concurrency, batch)
     pool = _Pool(client, room)
     at = (state.next_request, state.next_candidate)
+    def more() -> bool:
+        """Whether another batch should go out: always when the request processing waits for is not out (it must
+        be), else while the unprocessed ones stay within `room` and, at the rate so far, fall short of the target."""
+        if at[0] not in in_flight:
+            return True
+        unprocessed = len(in_flight) + len(pending)
+        rate = run.rate()
+        return unprocessed + batch <= room and (rate is None or unprocessed * rate < target - run.kept)
+
+    run.last_kept = time.monotonic()  # the stall clock starts with the first request, not with loading the seeds
     try:
         while run.kept < target:
             if at[0] in pending:
                 at = run.process(at[0], at[1], pending.pop(at[0]))
                 continue
-            while len(in_flight) + batch <= room:
+            while more():
                 for _ in range(batch):
                     if to_send:
                         k = to_send.popleft()
@@ -226,11 +299,20 @@ def generate(spec: GenerateSpec, progress: bool = True) -> Summary:
                     in_flight.add(k)
                     pool.jobs.put((k, prompt_for(spec, k)))
                     summary.sent += 1
-            k, entry = _receive(pool, writer, summary, bar)
+            try:
+                k, entry = _receive(pool, writer, summary, bar, run.deadline())
+            except queue.Empty:
+                raise run.stalled(len(in_flight)) from None
+            run.answers += 1
             in_flight.discard(k)
             pending[k] = entry
-        while in_flight:  # answers already paid for are journaled for a later run that asks for more
-            in_flight.discard(_receive(pool, writer, summary, bar)[0])
+        # answers already paid for are journaled for a later run that asks for more, as long as they keep coming
+        wait = spec.stall.seconds
+        while in_flight:
+            try:
+                in_flight.discard(_receive(pool, writer, summary, bar, None if wait is None else time.monotonic() + wait)[0])
+            except queue.Empty:
+                break
     finally:
         pool.close()
         writer.close()

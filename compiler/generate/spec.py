@@ -38,6 +38,14 @@ DEFAULT_MINHASH_NGRAM = 1
 """Jaccard of word sets at which a candidate counts as a copy: of the settings bench/novelty_bench.py tries, the one
 whose decisions agree most with Alpaca's ROUGE-L > 0.7 on the same candidates (instructions are short, so one new
 word breaks two bigrams and bigram Jaccard lets close rewordings through)."""
+DEFAULT_TIMEOUT = 90.0
+"""Seconds to wait for an answer once connected (a model writes all of it before the first byte comes back)."""
+DEFAULT_CONNECT_TIMEOUT = 10.0
+DEFAULT_STALL_REQUESTS = 25
+"""Requests in a row that keep no new record (five of Alpaca's batches, ~375 candidates) before the run stops."""
+DEFAULT_STALL_SECONDS = 110.0
+"""Seconds without a new record before the run stops: above `timeout`, so one hung request is timed out and retried
+first, and under two minutes, so an endpoint that never answers is reported while someone is still watching."""
 TEMPLATE_VARIABLES = ("examples", "num_examples")
 """What the prompt template sees: the sampled seed tasks (instruction, input, output) and how many there are."""
 
@@ -48,6 +56,14 @@ class NoveltySpec:
     threshold: float = DEFAULT_MINHASH_THRESHOLD
     top: int = 10
     near: Near = Near(threshold=DEFAULT_MINHASH_THRESHOLD, ngram=DEFAULT_MINHASH_NGRAM)
+
+
+@dataclass(frozen=True)
+class Stall:
+    """When a run that keeps nothing new stops (None: never on that count)."""
+
+    requests: int | None = DEFAULT_STALL_REQUESTS
+    seconds: float | None = DEFAULT_STALL_SECONDS
 
 
 @dataclass(frozen=True)
@@ -77,6 +93,8 @@ class GenerateSpec:
     extra_body: dict[str, Any]
     concurrency: int
     timeout: float
+    connect_timeout: float
+    stall: Stall
     retries: int
     backoff: float
     filters: Filters
@@ -136,6 +154,14 @@ def _filters(raw: dict[str, Any]) -> Filters:
         leading_punctuation=raw.get("leading_punctuation", True),
         ascii_start=raw.get("ascii_start", True),
     )
+
+
+def _stall(raw: dict[str, Any] | bool) -> Stall:
+    if raw is False:
+        return Stall(requests=None, seconds=None)
+    assert isinstance(raw, dict)  # the schema allows an object or false
+    given = {k: None if v is False else v for k, v in raw.items()}
+    return Stall(**given)
 
 
 def _novelty(raw: dict[str, Any], ctx: SpecContext) -> NoveltySpec:
@@ -199,7 +225,9 @@ def load_generate_spec(path: str | Path, overrides: dict[str, Any] | None = None
         stop=(stop,) if isinstance(stop, str) else tuple(stop),
         extra_body=g.get("extra_body", {}),
         concurrency=g.get("concurrency", batch),
-        timeout=g.get("timeout", 120.0),
+        timeout=g.get("timeout", DEFAULT_TIMEOUT),
+        connect_timeout=g.get("connect_timeout", DEFAULT_CONNECT_TIMEOUT),
+        stall=_stall(g.get("stall", {})),
         retries=g.get("retries", 5),
         backoff=g.get("backoff", 2.0),
         filters=_filters(g.get("filters") or {}),

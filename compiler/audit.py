@@ -1,0 +1,92 @@
+"""The audit trail: every record that did not go into the package as it came, where it came from, and why.
+
+Each phase of the pipeline hands over the rows it marked (dropped, truncated, removed as a copy) as a small Arrow
+table in one schema, taken with Arrow compute filters before the phase's rows are filtered; the kept, untouched rows
+never pass through Python here. `records` turns the collected rows into the lines of `audit.jsonl`, sorted by source
+and row.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from dsc.compiler.batch import BOOKKEEPING, DETAIL, DROP, source_id
+
+STAGES = ("invalid", "dropped", "truncated", "duplicate")
+"""invalid: failed validation, derive or render; dropped: a length rule removed it; truncated: kept, but cut;
+duplicate: dedup removed it in favour of a kept copy."""
+
+SCHEMA = pa.schema(
+    [
+        ("_source", pa.int32()),
+        ("_file", pa.string()),
+        ("_row", pa.int64()),
+        ("_line", pa.int64()),
+        ("stage", pa.string()),
+        ("reason", pa.string()),
+        ("detail", pa.string()),
+    ]
+)
+
+
+def no_audit() -> pa.Table:
+    """An audit with no rows."""
+    return SCHEMA.empty_table()
+
+
+def audit_rows(rows: pa.Table, stage: str, reasons: pa.Array | pa.ChunkedArray, details: pa.Array | pa.ChunkedArray) -> pa.Table:
+    """Audit rows for `rows` (which carry the bookkeeping columns): one stage, a reason and a JSON detail each."""
+    arrays = [*(rows.column(c) for c in BOOKKEEPING), pa.repeat(pa.scalar(stage), len(rows)), reasons, details]
+    return pa.Table.from_arrays([a.cast(f.type) for a, f in zip(arrays, SCHEMA, strict=True)], schema=SCHEMA)
+
+
+def marked(table: pa.Table, mask: pa.Array | pa.ChunkedArray, stage: str, reason: str | None = None) -> pa.Table:
+    """The rows `mask` selects as audit rows: the reason is `reason`, or each row's `_drop`; the detail is the
+    `_detail` facts a pass left."""
+    columns = [*BOOKKEEPING, *(c for c in (DROP, DETAIL) if c in table.column_names)]
+    rows = table.select(columns).filter(mask)
+    reasons = rows.column(DROP) if reason is None else pa.repeat(pa.scalar(reason), len(rows))
+    details = rows.column(DETAIL) if DETAIL in rows.column_names else pa.nulls(len(rows), pa.string())
+    return audit_rows(rows, stage, reasons, details)
+
+
+def dropped_rows(table: pa.Table, stage: str) -> pa.Table:
+    """Audit rows for every row of a phase's output that a pass dropped."""
+    return marked(table, pc.is_valid(table.column(DROP)), stage)
+
+
+def relative_file(file: str, folder: Path) -> str:
+    """A source file as the audit names it: relative to the spec's folder (`hub:<id>` stays as it is)."""
+    if file.startswith("hub:"):
+        return file
+    return Path(os.path.relpath(file, folder)).as_posix()
+
+
+def records(audit: pa.Table, folder: Path) -> list[dict[str, Any]]:
+    """The audit's lines, sorted by source, file and row: {source_id, file, line, stage, reason, detail}."""
+    audit = audit.sort_by([("_source", "ascending"), ("_file", "ascending"), ("_row", "ascending")])
+    files = {f: relative_file(f, folder) for f in pc.unique(audit.column("_file")).to_pylist()}
+    out = []
+    for row in audit.to_pylist():
+        out.append(
+            {
+                "source_id": source_id(row["_file"], row["_row"]),
+                "file": files[row["_file"]],
+                "line": row["_line"],
+                "stage": row["stage"],
+                "reason": row["reason"],
+                "detail": json.loads(row["detail"]) if row["detail"] else {},
+            }
+        )
+    return out
+
+
+def counts(audit: pa.Table) -> dict[str, int]:
+    """How many audit rows each stage has."""
+    found = {v["values"].as_py(): v["counts"].as_py() for v in pc.value_counts(audit.column("stage"))}
+    return {stage: found.get(stage, 0) for stage in STAGES}
