@@ -196,13 +196,18 @@ def spec_schema() -> dict[str, Any]:
 class SpecContext:
     """What a resolver needs to report a problem at the right line."""
 
-    def __init__(self, file: Path, lines: dict[KeyPath, int]) -> None:
+    def __init__(self, file: Path, lines: dict[KeyPath, int], origins: dict[str, str] | None = None) -> None:
         self.file = file
         self.lines = lines
+        self.origins = origins or {}
+        """Top-level keys given from outside the file (`--tokenizer`, a `dsc.build` keyword) and what gave them."""
 
     def problem(self, path: KeyPath, message: str) -> Problem:
         key = ".".join(str(p) for p in path)
-        return Problem(f"{key}: {message}" if key else message, Location(str(self.file), line_of(self.lines, path)))
+        text = f"{key}: {message}" if key else message
+        if path and path[0] in self.origins:  # the spec file's line is not the culprit: name what gave the key
+            return Problem(text, Location(str(self.file), field=self.origins[str(path[0])]))
+        return Problem(text, Location(str(self.file), line_of(self.lines, path)))
 
     def fail(self, path: KeyPath, message: str) -> SpecError:
         return SpecError(self.problem(path, message))
@@ -449,6 +454,7 @@ def load_spec(path: str | Path, overrides: dict[str, Any] | None = None, origins
     data, ctx = read_spec_file(resources.find_spec_file(str(path)), path, "format", "name:, sources:, fields:, templates:, ...")
     file = ctx.file
     data = merge_overrides(data, overrides or {})
+    ctx.origins = {k: (origins or {}).get(k, f"the {k} override") for k, v in (overrides or {}).items() if v is not None}
     check_schema(data, ctx)
     base = file.resolve().parent
 
@@ -555,5 +561,5 @@ def load_spec(path: str | Path, overrides: dict[str, Any] | None = None, origins
         lines=ctx.lines,
         card=card,
         training=parse_training(data.get("training"), ctx.fail),
-        overridden={k: (origins or {}).get(k, f"the {k} override") for k, v in (overrides or {}).items() if v is not None},
+        overridden=ctx.origins,
     )

@@ -125,3 +125,13 @@ def test_usage_errors_exit_2(tmp_path: Path) -> None:
     assert result.returncode == 2 and "expected a positive integer" in result.stderr
     result = run_dsc("frobnicate", cwd=tmp_path)
     assert result.returncode == 2
+
+
+def test_a_python_override_typo_names_the_override_not_a_spec_line(tmp_path: Path) -> None:
+    spec = tmp_path / "demo.yaml"
+    spec.write_text(GOOD, encoding="utf-8")
+    with pytest.raises(SpecError) as caught:
+        load_spec(spec, {"lenghts": {"max_length": 64}})
+    problem = caught.value.problems[0]
+    assert problem.location.line is None and problem.location.field == "the lenghts override"
+    assert "did you mean 'lengths'" in problem.message
