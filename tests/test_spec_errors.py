@@ -49,7 +49,8 @@ CASES = [
     ("template syntax", "{{ output }}", "{{ output }", 10, ["templates.response", "template syntax error"]),
     ("missing template file", '"{{ output }}"', "{file: nope.j2}", 10, ["templates.response.file", "template file 'nope.j2' not found"]),
     ("licence other without terms", "fields:\n", "license: other\nfields:\n", 4, ["license: 'other' needs license_name and license_link"]),
-    ("licence name for a known licence", "fields:\n", "license: mit\nlicense_name: mine\nfields:\n", 5, ["license_name: only for license: other"]),
+    ("licence name for a known licence", "fields:\n", "license: mit\nlicense_name: mine\nfields:\n", 5,
+     ["license_name: only for license: other"]),
     ("licence id not a Hub id", "fields:\n", "license: CC BY 4.0\nfields:\n", 4, ["license", "does not match"]),
     ("invalid YAML", "fields:\n", "fields:\n  - [\n", 7, ["invalid YAML", "flow sequence at line 5"]),
     (
