@@ -12,17 +12,18 @@ from typing import Any
 
 from dsc.compiler.batch import DETAIL, DROP, ERROR, Batch, Pass, drops, field_column, location, size
 from dsc.compiler.derive import context_value
-from dsc.compiler.sandbox import lone_variable, template
+from dsc.compiler.limits import LimitError, record_limits, timed_records
+from dsc.compiler.sandbox import lone_variable, render_text
 from dsc.compiler.spec import Spec
-from jinja2 import TemplateError
 
 SEGMENTS = "_segments"
 
 
 class _RenderError(Exception):
-    def __init__(self, key: str, message: str) -> None:
+    def __init__(self, key: str, message: str, reason: str | None = None) -> None:
         super().__init__(message)
         self.key = key
+        self.reason = reason or f"render: {key}"
 
 
 def _render(text: str, key: str, ctx: dict[str, Any]) -> str:
@@ -30,9 +31,15 @@ def _render(text: str, key: str, ctx: dict[str, Any]) -> str:
     if name is not None and isinstance(ctx.get(name), str):
         return ctx[name]
     try:
-        return template(text).render(ctx)
-    except (TemplateError, TypeError, ValueError, KeyError, AttributeError) as exc:
-        raise _RenderError(key, str(exc)) from None
+        return render_text(text, ctx)
+    except LimitError as exc:
+        raise _RenderError(key, str(exc), f"limit: {exc.reason}") from None
+    except RecursionError:
+        raise _RenderError(key, "recursion too deep (a macro calling itself, or data nested too deeply)") from None
+    # A template is untrusted code run on untrusted data: whatever it raises (ZeroDivisionError, IndexError,
+    # MemoryError, OverflowError, Jinja's own errors) is this record's error, never the build's traceback.
+    except Exception as exc:  # noqa: BLE001
+        raise _RenderError(key, str(exc) or type(exc).__name__) from None
 
 
 def make_render_pass(spec: Spec) -> Pass:
@@ -69,21 +76,28 @@ def make_render_pass(spec: Spec) -> Pass:
         responses: list[str | None] = [None] * n
         segments: list[list[str] | None] = [None] * n
         columns = [(k, batch[field_column(k)], k in json_fields) for k in names if field_column(k) in batch]
-        for i in range(n):
-            if drop[i] is not None:
-                continue
-            ctx = {k: context_value(col[i], as_json) for k, col, as_json in columns}
-            try:
-                pieces = turns(ctx)
-                responses[i] = _render(response, "templates.response", {**ctx, "round": len(pieces) // 2})
-            except _RenderError as exc:
-                drop[i] = f"render: {exc.key}"
-                error[i] = f"{location(batch, i)}: {exc.key}: {exc}"
-                detail[i] = json.dumps({"template": exc.key, "message": str(exc)}, ensure_ascii=False)
-                continue
-            prompts[i] = "".join(pieces)
-            if keep_segments:
-                segments[i] = pieces
+        with timed_records():
+            for i in range(n):
+                if drop[i] is not None:
+                    continue
+                ctx = {k: context_value(col[i], as_json) for k, col, as_json in columns}
+                try:
+                    with record_limits():
+                        pieces = turns(ctx)
+                        responses[i] = _render(response, "templates.response", {**ctx, "round": len(pieces) // 2})
+                except _RenderError as exc:
+                    drop[i] = exc.reason
+                    error[i] = f"{location(batch, i)}: {exc.key}: {exc}"
+                    detail[i] = json.dumps({"template": exc.key, "message": str(exc)}, ensure_ascii=False)
+                    continue
+                except LimitError as exc:  # the timer fired between two templates
+                    drop[i] = f"limit: {exc.reason}"
+                    error[i] = f"{location(batch, i)}: templates: {exc}"
+                    detail[i] = json.dumps({"limit": exc.reason, "message": str(exc)}, ensure_ascii=False)
+                    continue
+                prompts[i] = "".join(pieces)
+                if keep_segments:
+                    segments[i] = pieces
         out: Batch = {"prompt": prompts, "response": responses, DROP: drop, ERROR: error, DETAIL: detail}
         if keep_segments:
             out[SEGMENTS] = segments

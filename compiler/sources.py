@@ -3,6 +3,10 @@
 Records stay raw here (`_record`) so that a malformed one cannot stop the read: the validate pass parses and checks
 each record and reports it by file and line. Rows are numbered per source; `_line` is the 1-based line in the file
 where one is known (JSON lines, JSON arrays, CSV).
+
+A record the reader itself cannot make into JSON text (a CSV row with the wrong number of fields, bytes that are not
+UTF-8, JSON nested too deeply to parse) still becomes a row: its `_record` is `unreadable(reason, message)`, which the
+validate pass reports at the record's line like any other invalid record (skippable under `on_invalid: skip`).
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +22,7 @@ from typing import Any
 
 import pyarrow as pa
 from dsc.compiler.errors import Location, Problem, RecordError, SpecError
+from dsc.compiler.limits import CSV_FIELD_CHARS
 from dsc.compiler.spec import FILE_FORMATS, SourceSpec, Spec
 
 RAW_SCHEMA = pa.schema(
@@ -29,6 +35,20 @@ RAW_SCHEMA = pa.schema(
     ]
 )
 CHUNK = 8192
+_UNREADABLE = b"\x00"  # no JSON text starts with a NUL byte
+
+
+def unreadable(reason: str, message: str) -> bytes:
+    """The `_record` of a row the reader could not turn into JSON text."""
+    return _UNREADABLE + json.dumps([reason, message]).encode("utf-8")
+
+
+def unreadable_reason(raw: bytes) -> tuple[str, str] | None:
+    """(reason, message) of a row marked by `unreadable`, else None."""
+    if raw[:1] != _UNREADABLE:
+        return None
+    reason, message = json.loads(raw[1:])
+    return reason, message
 
 
 @dataclass
@@ -95,6 +115,8 @@ def _json_array_items(text: str, name: str) -> Iterator[tuple[int, str]]:
             _, end = decoder.raw_decode(text, i)
         except json.JSONDecodeError as exc:
             raise RecordError(Problem(f"invalid JSON: {exc.msg}", Location(name, exc.lineno))) from None
+        except RecursionError:
+            end = _value_end(text, i, name)  # the validate pass reports this record as nested too deeply
         yield line, text[i:end]
         i = end
         while i < n and text[i] in ws:
@@ -106,6 +128,25 @@ def _json_array_items(text: str, name: str) -> Iterator[tuple[int, str]]:
         else:
             at = 1 + text.count("\n", 0, min(i, n))
             raise RecordError(Problem("invalid JSON: expected ',' or ']' between records", Location(name, at)))
+
+
+_JSON_TOKENS = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]')
+
+
+def _value_end(text: str, start: int, name: str) -> int:
+    """Where the JSON array or object starting at `start` ends, by counting brackets outside strings (for values too
+    deeply nested for the JSON decoder to parse)."""
+    depth = 0
+    for token in _JSON_TOKENS.finditer(text, start):
+        mark = token.group()
+        if mark in "[{":
+            depth += 1
+        elif mark in "]}":
+            depth -= 1
+            if depth == 0:
+                return token.end()
+    line = 1 + text.count("\n", 0, start)
+    raise RecordError(Problem("invalid JSON: an unclosed array or object", Location(name, line)))
 
 
 def _dump(row: dict[str, Any]) -> bytes:
@@ -130,27 +171,20 @@ def _read_file(path: Path, fmt: str, rows: _Rows, limit: int | None) -> str:
     if fmt == "json":
         data = path.read_bytes()
         digest.update(data)
-        try:
-            text = data.decode("utf-8-sig")
-        except UnicodeDecodeError as exc:
-            line = data.count(b"\n", 0, exc.start) + 1
-            raise RecordError(Problem(f"not UTF-8 text: {exc.reason}", Location(name, line))) from None
+        # Bytes that are not UTF-8 survive as surrogate escapes and go back out as the same bytes: the validate pass
+        # reports the one record that holds them.
+        text = data.decode("utf-8-sig", errors="surrogateescape")
         del data
         for k, (line, raw) in enumerate(_json_array_items(text, name)):
             if room is not None and k >= room:
                 break
-            rows.add(name, k, line, raw.encode("utf-8"))
+            rows.add(name, k, line, raw.encode("utf-8", errors="surrogateescape"))
         return digest.hexdigest()
     with path.open("rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             digest.update(chunk)
     if fmt == "csv":
-        with path.open(newline="", encoding="utf-8-sig") as fh:
-            reader = csv.DictReader(fh)
-            for k, rec in enumerate(reader):
-                if room is not None and k >= room:
-                    break
-                rows.add(name, k, reader.line_num, _dump(rec))
+        _read_csv(path, rows, room)
         return digest.hexdigest()
     import pyarrow.parquet as pq
 
@@ -160,6 +194,45 @@ def _read_file(path: Path, fmt: str, rows: _Rows, limit: int | None) -> str:
         raise RecordError(Problem(f"cannot read Parquet: {exc}", Location(name))) from None
     _append_table(table, name, rows, room)
     return digest.hexdigest()
+
+
+def _csv_record(header: list[str], row: list[str]) -> bytes:
+    if len(row) != len(header):
+        return unreadable("CSV field count", f"has {len(row)} field(s); the header has {len(header)}")
+    try:
+        return _dump(dict(zip(header, row, strict=True)))
+    except UnicodeEncodeError:  # a surrogate escape: bytes that were not UTF-8
+        return unreadable("not UTF-8", "not UTF-8 text")
+
+
+def _read_csv(path: Path, rows: _Rows, room: int | None) -> None:
+    """CSV rows as records keyed by the header; a row the csv module cannot read, with more or fewer fields than
+    the header, or with bytes that are not UTF-8 becomes an unreadable record at its line (not cut, padded or fatal)."""
+    name = str(path)
+    csv.field_size_limit(CSV_FIELD_CHARS)
+    with path.open(newline="", encoding="utf-8-sig", errors="surrogateescape") as fh:
+        reader = csv.reader(fh)
+        header: list[str] | None = None
+        k = 0
+        while room is None or k < room:
+            try:
+                row = next(reader)
+            except StopIteration:
+                break
+            except csv.Error as exc:
+                if header is None:
+                    raise RecordError(Problem(f"cannot read the CSV header: {exc}", Location(name, reader.line_num))) from None
+                rows.add(name, k, reader.line_num, unreadable("CSV row unreadable", f"CSV: {exc}"))
+                k += 1
+                continue
+            if header is None:
+                header = row
+                if any("\udc80" <= c <= "\udcff" for c in "".join(row)):
+                    raise RecordError(Problem("the CSV header is not UTF-8 text", Location(name, reader.line_num)))
+                continue
+            if row:  # a blank line is no record (as csv.DictReader has it)
+                rows.add(name, k, reader.line_num, _csv_record(header, row))
+                k += 1
 
 
 def _append_table(table: pa.Table, name: str, rows: _Rows, room: int | None) -> None:

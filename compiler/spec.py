@@ -8,20 +8,23 @@ from __future__ import annotations
 import difflib
 import glob
 import json
-import re
+import os
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import jsonschema
+import regex
 from dsc.compiler import resources
 from dsc.compiler.dedup_spec import DedupSpec, parse_dedup
 from dsc.compiler.errors import Location, Problem, SpecError
+from dsc.compiler.limits import TEMPLATE_PATH_ENV
 from dsc.compiler.sandbox import environment
+from dsc.compiler.sandbox import template as compiled
 from dsc.compiler.training import TrainingSpec, parse_training
 from dsc.compiler.yaml_lines import KeyPath, line_of, load_yaml_with_lines
-from jinja2 import TemplateSyntaxError, meta
+from jinja2 import TemplateSyntaxError, meta, nodes
 
 MISSING: Any = object()
 """Marks a field without a default (None is a valid default)."""
@@ -41,6 +44,7 @@ class FieldSpec:
     items: FieldSpec | None = None
     enum: tuple[Any, ...] | None = None
     min_length: int | None = None
+    allow_nan: bool = False
 
     @property
     def stored_as_json(self) -> bool:
@@ -256,6 +260,7 @@ def _field(name: str, raw: dict[str, Any]) -> FieldSpec:
         items=items,
         enum=enum,
         min_length=raw.get("min_length"),
+        allow_nan=bool(raw.get("allow_nan", False)),
     )
 
 
@@ -306,10 +311,28 @@ def _sources(raw: list[dict[str, Any]], base: Path, ctx: SpecContext) -> tuple[S
     return tuple(out)
 
 
-def _template_file(name: str, base: Path) -> Path | None:
-    for folder in (base, base.parent / "templates", resources.templates_dir()):
+def template_folders(base: Path) -> list[Path]:
+    """The folders `{file: ...}` templates may come from: beside the spec, the project's templates/ (the spec
+    folder's parent's), dsc's own, and any trusted folders listed in DSC_TEMPLATE_PATH."""
+    extra = [Path(p) for p in os.environ.get(TEMPLATE_PATH_ENV, "").split(os.pathsep) if p]
+    return [base, base.parent / "templates", resources.templates_dir(), *extra]
+
+
+def _template_file(name: str, base: Path, ctx: SpecContext, path: KeyPath) -> Path | None:
+    """The first file of that name in the template folders; one whose real path (`..`, an absolute path, a symlink)
+    leaves every template folder is refused: a shared spec must not pull /etc/passwd into every row."""
+    folders = template_folders(base)
+    roots = [f.resolve() for f in folders]
+    for folder in folders:
         candidate = folder / name
         if candidate.is_file():
+            real = candidate.resolve()
+            if not any(real.is_relative_to(root) for root in roots):
+                raise ctx.fail(
+                    path,
+                    f"template file '{name}' is {real}, outside the folders templates may come from (beside the spec, "
+                    f"templates/, dsc's templates); add a trusted folder to {TEMPLATE_PATH_ENV} to allow it",
+                )
             return candidate
     return None
 
@@ -319,13 +342,17 @@ def load_template(raw: Any, path: KeyPath, base: Path, ctx: SpecContext) -> Temp
     key = ".".join(str(p) for p in path)
     line = line_of(ctx.lines, path)
     if isinstance(raw, dict):
-        found = _template_file(raw["file"], base)
+        found = _template_file(raw["file"], base, ctx, (*path, "file"))
         if found is None:
             raise ctx.fail(
                 (*path, "file"),
                 f"template file '{raw['file']}' not found (looked beside the spec, in templates/, and in dsc's templates)",
             )
-        return Template(key=key, text=found.read_text(encoding="utf-8"), file=found, line=1)
+        try:
+            text = found.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ctx.fail((*path, "file"), f"cannot read template file '{raw['file']}': {exc}") from None
+        return Template(key=key, text=text, file=found, line=1)
     return Template(key=key, text=raw, file=None, line=line)
 
 
@@ -334,13 +361,28 @@ def undeclared_names(source: str, template: Template | None, ctx: SpecContext, p
     env = environment()
     try:
         parsed = env.parse(source)
+        compiled(source)  # compile errors (an unknown filter) are spec errors, not one error per record
     except TemplateSyntaxError as exc:
         if template is not None and template.file is not None:
             raise SpecError(
                 Problem(f"{template.key}: template syntax error: {exc.message}", Location(str(template.file), exc.lineno))
             ) from None
         raise ctx.fail(path, f"template syntax error (template line {exc.lineno}): {exc.message}") from None
+    reading = next(parsed.find_all((nodes.Include, nodes.Import, nodes.FromImport, nodes.Extends)), None)
+    if reading is not None:
+        message = "templates cannot read other files ({% include %}, {% import %}, {% extends %}); put the text in the template"
+        if template is not None and template.file is not None:
+            raise SpecError(Problem(f"{template.key}: {message}", Location(str(template.file), reading.lineno)))
+        raise ctx.fail(path, f"{message} (template line {reading.lineno})")
     return set(meta.find_undeclared_variables(parsed)) - set(env.globals)
+
+
+def _name_line(text: str, name: str) -> int | None:
+    """The template line where `name` is first read."""
+    for node in environment().parse(text).find_all(nodes.Name):
+        if node.name == name and node.ctx == "load":
+            return node.lineno
+    return None
 
 
 def check_names(names: set[str], allowed: list[str], what: str, path: KeyPath, ctx: SpecContext, t: Template | None) -> None:
@@ -350,8 +392,14 @@ def check_names(names: set[str], allowed: list[str], what: str, path: KeyPath, c
         hint = f" (did you mean '{close[0]}'?)" if close else ""
         message = f"undefined variable '{name}'{hint}; {what} are {', '.join(allowed)}"
         if t is not None and t.file is not None:
-            raise SpecError(Problem(f"{t.key}: {message}", Location(str(t.file))))
+            raise SpecError(Problem(f"{t.key}: {message}", Location(str(t.file), _name_line(t.text, name))))
         raise ctx.fail(path, message)
+
+
+@lru_cache(maxsize=64)
+def compile_regex(pattern: str) -> regex.Pattern[str]:
+    """A derived field's regex, on the `regex` engine (searches run with a timeout; Python's `re` has none)."""
+    return regex.compile(pattern, regex.DOTALL)
 
 
 def _derived(raw: dict[str, Any], fields: tuple[FieldSpec, ...], ctx: SpecContext) -> tuple[DerivedSpec, ...]:
@@ -365,8 +413,8 @@ def _derived(raw: dict[str, Any], fields: tuple[FieldSpec, ...], ctx: SpecContex
             if d["from"] not in known:
                 raise ctx.fail((*path, "from"), f"unknown field '{d['from']}'; known are {', '.join(known)}")
             try:
-                compiled = re.compile(d["regex"], re.DOTALL)
-            except re.error as exc:
+                compiled = compile_regex(d["regex"])
+            except regex.error as exc:
                 raise ctx.fail((*path, "regex"), f"invalid regular expression: {exc}") from None
             group = d.get("group", 1 if compiled.groups else 0)
             if isinstance(group, int) and group > compiled.groups:
@@ -380,6 +428,35 @@ def _derived(raw: dict[str, Any], fields: tuple[FieldSpec, ...], ctx: SpecContex
             out.append(DerivedSpec(name=name, expression=d["expression"], default=d.get("default")))
         known.append(name)
     return tuple(out)
+
+
+def check_lengths(lengths: Lengths, ctx: SpecContext) -> None:
+    """Lengths that contradict each other are spec errors, not a silent cut of every record."""
+    total, source, target = lengths.max_length, lengths.max_source_length, lengths.max_target_length
+    if target is not None and target < 2:
+        raise ctx.fail(("lengths", "max_target_length"), "must leave room for one response token and the EOS (>= 2)")
+    if total is None:
+        return
+    for key, side in (("max_target_length", target), ("max_source_length", source)):
+        if side is not None and side >= total:
+            raise ctx.fail(("lengths", key), f"{side} is not below max_length ({total}): nothing would be left for the other side")
+    if source is not None and target is not None and source + target > total:
+        raise ctx.fail(
+            ("lengths", "max_length"),
+            f"{total} is less than max_source_length + max_target_length ({source} + {target} = {source + target}): "
+            "raise max_length or lower the sides",
+        )
+
+
+def parse_split(raw: dict[str, Any], ctx: SpecContext) -> Split:
+    """`split.validation`: a fraction written with a point (0 < f < 1) or a count (an integer >= 0)."""
+    value = raw.get("validation", 0)
+    path = ("split", "validation")
+    if value < 0:
+        raise ctx.fail(path, f"{value} is negative: give a fraction between 0 and 1 (0.05) or a count of records (500)")
+    if isinstance(value, float) and value >= 1:
+        raise ctx.fail(path, f"{value} would leave no training data: a fraction must be below 1 (write a count as an integer: 500)")
+    return Split(validation=value, seed=raw.get("seed", 42))
 
 
 def _policies(raw: Any) -> tuple[str, str]:
@@ -505,16 +582,14 @@ def load_spec(path: str | Path, overrides: dict[str, Any] | None = None, origins
         prompt_truncation=lraw.get("prompt_truncation", "right"),
         min_target_tokens=_min_target_tokens(lraw, ctx),
     )
-    if lengths.max_target_length is not None and lengths.max_target_length < 2:
-        raise ctx.fail(("lengths", "max_target_length"), "must leave room for one response token and the EOS (>= 2)")
+    check_lengths(lengths, ctx)
 
     label_raw = data.get("labels") or {}
     labels = Labels(train_on_prompt=label_raw.get("train_on_prompt", False), turns=label_raw.get("turns", "last"))
     if labels.turns == "all" and history is None:
         raise ctx.fail(("labels", "turns"), "'all' needs templates.history (there is only one turn otherwise)")
 
-    split_raw = data.get("split") or {}
-    split = Split(validation=split_raw.get("validation", 0), seed=split_raw.get("seed", 42))
+    split = parse_split(data.get("split") or {}, ctx)
 
     dedup = None
     if data.get("dedup", False) is not False:

@@ -125,13 +125,14 @@ SHOWN_RECORDS = 5
 def _cmd_validate(args: argparse.Namespace) -> int:
     import json
 
-    from dsc.compiler.audit import records
     from dsc.compiler.errors import DscError
-    from dsc.compiler.pipeline import Options, render, tokenize
     from dsc.compiler.spec import load_spec
     from dsc.compiler.tokenizer import is_hub_id, load_tokenizer
 
-    spec = load_spec(args.spec)
+    spec = load_spec(args.spec)  # before the pipeline's imports: a bad spec fails in a fraction of a second
+    from dsc.compiler.audit import records
+    from dsc.compiler.pipeline import Options, render, tokenize
+
     _progress(args.quiet)
     options = Options(limit=args.limit, num_proc=args.num_proc)
     rendered = render(spec, options)
@@ -443,6 +444,9 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except OSError as exc:
         print(f"dsc {args.command}: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), file=sys.stderr)
+        return 1
+    except (RecursionError, MemoryError) as exc:  # the last resort: each pass reports these per record
+        print(f"dsc {args.command}: input too large or nested too deeply ({type(exc).__name__}); nothing was written", file=sys.stderr)
         return 1
 
 

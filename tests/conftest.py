@@ -16,8 +16,11 @@ WORKERS = {"DSC_ROWS_PER_WORKER": "1"}
 """Environment that makes `--num-proc N` start its workers even on a test's small data."""
 
 
-def run_dsc(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """Run the real CLI in a subprocess (`python -m dsc`), the way a user's shell would."""
+def run_dsc(
+    *args: str, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 600
+) -> subprocess.CompletedProcess[str]:
+    """Run the real CLI in a subprocess (`python -m dsc`), the way a user's shell would; a hang past `timeout`
+    seconds fails the test (subprocess.TimeoutExpired) instead of blocking it."""
     full_env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
     return subprocess.run(
         [sys.executable, "-m", "dsc", *args],
@@ -25,7 +28,7 @@ def run_dsc(*args: str, cwd: Path | None = None, env: dict[str, str] | None = No
         env=full_env,
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=timeout,
     )
 
 

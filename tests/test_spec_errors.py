@@ -33,9 +33,9 @@ CASES = [
     ("misspelled top-level key", "templates:", "templtes:", 8, ["unknown key 'templtes'", "did you mean 'templates'"]),
     (
         "wrong type",
-        "  - path:",
+        "sources:\n  - path:",
         "lengths: {max_length: many}\nsources:\n  - path:",
-        3,
+        2,
         ["lengths.max_length", "'many' is not of type 'integer'"],
     ),
     ("missing source file", f"{DATA / 'alpaca_en_demo.json'}", "nowhere/*.json", 3, ["sources.0.path", "no file matches 'nowhere/*.json'"]),
