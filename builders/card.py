@@ -24,10 +24,14 @@ def card_header(compiled: Compiled, split_info: dict[str, dict[str, int]], finge
     `datasets.load_dataset(folder)` keys its cache on the header alone: the header must change whenever the data does."""
     spec = compiled.spec
     total = sum(info["num_examples"] for info in split_info.values())
+    terms = {"license_name": spec.card.license_name, "license_link": spec.card.license_link} if spec.license == "other" else {}
+    sources = {"source_datasets": list(spec.card.source_datasets)} if spec.card.source_datasets else {}
     return {
         "pretty_name": spec.pretty_name,
         "license": spec.license,
+        **terms,
         "language": list(spec.language),
+        **sources,
         "task_categories": list(spec.task_categories),
         "size_categories": [size_category(total)],
         "tags": ["dsc", "sft", "tokenized"],
@@ -119,6 +123,13 @@ def card_body(compiled: Compiled) -> str:
         )
     share = compiled.tokens["total"]["trainable_share"]
     lines += ["", f"Trainable share of all tokens: {share:.1%}.", ""]
+    if spec.card.homepage or spec.card.source_datasets:
+        lines += ["## Source", ""]
+        lines += [f"- homepage: {spec.card.homepage}"] if spec.card.homepage else []
+        lines += [f"- source datasets: {', '.join(spec.card.source_datasets)}"] if spec.card.source_datasets else []
+        lines.append("")
+    if spec.card.citation:
+        lines += ["## Citation", "", "```bibtex", spec.card.citation.strip(), "```", ""]
     lines += ["See `manifest.json` for input hashes, versions and the resolved spec.", ""]
     return "\n".join(lines)
 

@@ -22,6 +22,7 @@ import pyarrow.parquet as pq
 from dsc.builders.outputs import EXPORT, check_output
 from dsc.builders.package import staging
 from dsc.builders.verify import read_package
+from dsc.compiler.encode import IGNORE
 
 TRAINERS = ("llamafactory", "axolotl")
 TOKENIZED_COLUMNS = ["input_ids", "attention_mask", "labels"]
@@ -70,43 +71,65 @@ def _header(manifest: dict[str, Any]) -> str:
     )
 
 
+def multi_turn(splits: dict[str, pa.Table]) -> bool:
+    """Whether any record trains more than one span of tokens (every assistant turn of a conversation): the alpaca
+    text route trains only the final answer, so it would lose those labels."""
+    for table in splits.values():
+        labels = table.column("labels").combine_chunks()
+        if not len(labels):
+            continue
+        trained = pc.not_equal(labels.flatten(), IGNORE).to_numpy(zero_copy_only=False)
+        starts = pc.subtract(labels.offsets, labels.offsets[0]).to_numpy()[:-1]
+        previous = np.concatenate(([False], trained[:-1]))
+        previous[starts] = False  # a record's first token starts a span if it is trained
+        if (np.add.reduceat(trained & ~previous, starts) > 1).any():
+            return True
+    return False
+
+
 def _llamafactory(stage: Path, final: Path, manifest: dict[str, Any], splits: dict[str, pa.Table]) -> str:
     import datasets
 
     name = f"dsc_{manifest['name']}"
-    info: dict[str, Any] = {}
-    for split, table in splits.items():
-        alpaca = pa.table(
-            {
-                "instruction": table.column("prompt"),
-                "input": pa.array([""] * len(table), pa.string()),
-                "output": table.column("response"),
+    text_route = not multi_turn(splits)
+    if text_route:
+        # LLaMA-Factory's `empty` template adds nothing to the answer, not even the EOS: the text carries it, and
+        # LLaMA-Factory's encode (add_special_tokens=False) reads the token's text back as the EOS id.
+        eos = pa.scalar(manifest["tokenizer"]["eos_token"])
+        info: dict[str, Any] = {}
+        for split, table in splits.items():
+            alpaca = pa.table(
+                {
+                    "instruction": table.column("prompt"),
+                    "input": pa.array([""] * len(table), pa.string()),
+                    "output": pc.binary_join_element_wise(table.column("response"), eos, ""),
+                }
+            )
+            file_name = f"{manifest['name']}_{split}.parquet"
+            pq.write_table(alpaca, stage / file_name)
+            info[name if split == "train" else f"{name}_{split}"] = {
+                "file_name": file_name,
+                "formatting": "alpaca",
+                "columns": {"prompt": "instruction", "query": "input", "response": "output"},
             }
-        )
-        file_name = f"{manifest['name']}_{split}.parquet"
-        pq.write_table(alpaca, stage / file_name)
-        info[name if split == "train" else f"{name}_{split}"] = {
-            "file_name": file_name,
-            "formatting": "alpaca",
-            "columns": {"prompt": "instruction", "query": "input", "response": "output"},
-        }
-    (stage / "dataset_info.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+        (stage / "dataset_info.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
     dataset_dict = datasets.DatasetDict(
         {split: datasets.Dataset(datasets.table.InMemoryTable(tokenized(t))) for split, t in splits.items()}
     )
     dataset_dict.save_to_disk(str(stage / "tokenized"))
-    lines = [
-        _header(manifest).rstrip("\n"),
-        f"dataset_dir: {_path(final)}",
-        f"dataset: {name}",
-    ]
-    lines += [f"eval_dataset: {name}_{split}" for split in splits if split != "train"]
+    lines = [_header(manifest).rstrip("\n")]
+    if text_route:
+        lines += [f"dataset_dir: {_path(final)}", f"dataset: {name}"]
+        lines += [f"eval_dataset: {name}_{split}" for split in splits if split != "train"]
+    else:
+        lines.append("# every assistant turn is trained: only dsc's tokens keep those labels (no text route)")
     lines += [
-        "template: empty  # the prompt text is already rendered by dsc",
+        "template: empty  # the text is already rendered by dsc",
         f"cutoff_len: {_max_length(splits)}",
-        "# dsc's exact tokens and labels; without the next line LLaMA-Factory tokenizes the text itself",
-        f"tokenized_path: {_path(final / 'tokenized')}",
     ]
+    if text_route:
+        lines.append("# dsc's exact tokens and labels; without the next line LLaMA-Factory tokenizes the text itself")
+    lines.append(f"tokenized_path: {_path(final / 'tokenized')}")
     return "\n".join(lines) + "\n"
 
 

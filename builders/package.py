@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -43,9 +43,8 @@ class Extra:
 ExtraWriter = Callable[[Path, Compiled], "Extra | None"]
 
 
-@dataclass
-class Package:
-    """A written package: where it is and what it holds."""
+class Package(NamedTuple):
+    """A written package: where it is and what it holds (`path, manifest = dsc.build(...)` unpacks it)."""
 
     path: Path
     manifest: dict[str, Any]

@@ -5,13 +5,16 @@ same adapter (`_on_arrow`): Arrow batch in, Python lists to the pass, Arrow out 
 
 - One process: a plain loop over the table's record batches whose outputs are chained, not copied. (`datasets.map`
   in memory writes into one growing buffer that peaks at about twice the output.)
-- Several (`--num-proc N`): `datasets.map(num_proc=N)` forks workers over shards.
+- Several (`--num-proc N`): `datasets.map(num_proc=N)` forks workers over shards, once each worker gets at least
+  `ROWS_PER_WORKER` rows: starting workers and moving their shards costs about as much as a core spends on that many
+  records, so fewer run in one process, which is faster.
 
 Between phases the engine counts the drop reasons and filters the dropped rows with Arrow compute.
 """
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections import Counter
 from collections.abc import Callable
@@ -22,6 +25,13 @@ import pyarrow.compute as pc
 from datasets.table import InMemoryTable
 from dsc.compiler.batch import DROP, ERROR, Pass
 from tqdm.auto import tqdm
+
+ROWS_PER_WORKER = 10_000
+"""The default; DSC_ROWS_PER_WORKER sets another (tests set 1 to run workers on small data)."""
+
+
+def _rows_per_worker() -> int:
+    return int(os.environ.get("DSC_ROWS_PER_WORKER", ROWS_PER_WORKER))
 
 
 def from_table(table: pa.Table) -> datasets.Dataset:
@@ -61,7 +71,7 @@ def apply(
 ) -> datasets.Dataset:
     """Run one (possibly chained) pass over every batch of `ds`; `features` declares the result's columns."""
     adapter = _on_arrow(fn, features.arrow_schema, set(remove_columns or ()))
-    if num_proc and num_proc > 1:
+    if num_proc and num_proc > 1 and len(ds) >= num_proc * _rows_per_worker():
         result = ds.with_format("arrow").map(
             adapter,
             batched=True,

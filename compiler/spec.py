@@ -129,6 +129,17 @@ class Split:
 
 
 @dataclass(frozen=True)
+class CardInfo:
+    """What the dataset card says about where the data comes from and its terms, beyond the licence id."""
+
+    license_name: str | None = None
+    license_link: str | None = None
+    source_datasets: tuple[str, ...] = ()
+    homepage: str | None = None
+    citation: str | None = None
+
+
+@dataclass(frozen=True)
 class Spec:
     """A resolved format spec: paths absolute, templates loaded, defaults filled in."""
 
@@ -157,6 +168,7 @@ class Spec:
     lines: dict[KeyPath, int] = field(default_factory=dict)
     training: TrainingSpec | None = None
     overridden: dict[str, str] = field(default_factory=dict)
+    card: CardInfo = CardInfo()
 
     def where(self, *path: str | int) -> Location:
         """The spec file and line of a key path, for problems found after loading (tokenizer, sources); for a top-level
@@ -188,13 +200,18 @@ def spec_schema() -> dict[str, Any]:
 class SpecContext:
     """What a resolver needs to report a problem at the right line."""
 
-    def __init__(self, file: Path, lines: dict[KeyPath, int]) -> None:
+    def __init__(self, file: Path, lines: dict[KeyPath, int], origins: dict[str, str] | None = None) -> None:
         self.file = file
         self.lines = lines
+        self.origins = origins or {}
+        """Top-level keys given from outside the file (`--tokenizer`, a `dsc.build` keyword) and what gave them."""
 
     def problem(self, path: KeyPath, message: str) -> Problem:
         key = ".".join(str(p) for p in path)
-        return Problem(f"{key}: {message}" if key else message, Location(str(self.file), line_of(self.lines, path)))
+        text = f"{key}: {message}" if key else message
+        if path and path[0] in self.origins:  # the spec file's line is not the culprit: name what gave the key
+            return Problem(text, Location(str(self.file), field=self.origins[str(path[0])]))
+        return Problem(text, Location(str(self.file), line_of(self.lines, path)))
 
     def fail(self, path: KeyPath, message: str) -> SpecError:
         return SpecError(self.problem(path, message))
@@ -462,6 +479,24 @@ def _min_target_tokens(lraw: dict[str, Any], ctx: SpecContext) -> int:
     return floor
 
 
+def _card_info(data: dict[str, Any], ctx: SpecContext) -> CardInfo:
+    """The card's provenance keys; `license: other` must say which licence and where it is (the Hub asks for both)."""
+    if data.get("license") == "other":
+        missing = [key for key in ("license_name", "license_link") if key not in data]
+        if missing:
+            raise ctx.fail(("license",), f"'other' needs {' and '.join(missing)} (a short id and a link to the terms)")
+    elif "license_name" in data or "license_link" in data:
+        key = "license_name" if "license_name" in data else "license_link"
+        raise ctx.fail((key,), "only for license: other (a licence the Hub knows by id needs no name or link)")
+    return CardInfo(
+        license_name=data.get("license_name"),
+        license_link=data.get("license_link"),
+        source_datasets=tuple(data.get("source_datasets", ())),
+        homepage=data.get("homepage"),
+        citation=data.get("citation"),
+    )
+
+
 def merge_overrides(data: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
     """Top-level keys of `overrides` replace the spec's (mappings are merged one level deep; None is ignored)."""
     merged = dict(data)
@@ -496,6 +531,7 @@ def load_spec(path: str | Path, overrides: dict[str, Any] | None = None, origins
     data, ctx = read_spec_file(resources.find_spec_file(str(path)), path, "format", "name:, sources:, fields:, templates:, ...")
     file = ctx.file
     data = merge_overrides(data, overrides or {})
+    ctx.origins = {k: (origins or {}).get(k, f"the {k} override") for k, v in (overrides or {}).items() if v is not None}
     check_schema(data, ctx)
     base = file.resolve().parent
 
@@ -563,6 +599,7 @@ def load_spec(path: str | Path, overrides: dict[str, Any] | None = None, origins
 
     name = data["name"]
     language = data.get("language", [])
+    card = _card_info(data, ctx)
     # What the build ran with: the spec as written plus every default filled in (the manifest records this).
     resolved = {
         **data,
@@ -577,7 +614,7 @@ def load_spec(path: str | Path, overrides: dict[str, Any] | None = None, origins
         path=file.resolve(),
         name=name,
         description=data.get("description", ""),
-        license=data.get("license", "other"),
+        license=data.get("license", "unknown"),
         language=tuple([language] if isinstance(language, str) else language),
         pretty_name=data.get("pretty_name", name),
         task_categories=tuple(data.get("task_categories", ["text-generation"])),
@@ -597,6 +634,7 @@ def load_spec(path: str | Path, overrides: dict[str, Any] | None = None, origins
         dedup=dedup,
         resolved=resolved,
         lines=ctx.lines,
+        card=card,
         training=parse_training(data.get("training"), ctx.fail),
-        overridden={k: (origins or {}).get(k, f"the {k} override") for k, v in (overrides or {}).items() if v is not None},
+        overridden=ctx.origins,
     )

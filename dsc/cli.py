@@ -100,8 +100,9 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _progress(quiet: bool) -> None:
-    """Progress bars on long steps unless --quiet (dsc's own bars follow datasets' switch)."""
-    if quiet:
+    """Progress bars on long steps, only on a terminal and not with --quiet: redrawn bars in a CI log or a piped file are
+    noise (dsc's own bars follow datasets' switch)."""
+    if quiet or not sys.stderr.isatty():
         import datasets
 
         datasets.disable_progress_bars()

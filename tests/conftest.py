@@ -12,6 +12,8 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 FORMATS = REPO / "formats"
 DATA = FORMATS / "data"
+WORKERS = {"DSC_ROWS_PER_WORKER": "1"}
+"""Environment that makes `--num-proc N` start its workers even on a test's small data."""
 
 
 def run_dsc(

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import DATA, FORMATS, run_dsc
+from conftest import DATA, FORMATS, WORKERS, run_dsc
 from datasketch import LeanMinHash, MinHash
 from dsc.compiler.dedup_spec import Near, Normalize
 from dsc.compiler.lsh import find, union
@@ -193,7 +193,7 @@ def test_same_kept_set_with_worker_processes(tmp_path: Path) -> None:
     outs = []
     for procs in ("1", "2"):
         out = tmp_path / f"out{procs}"
-        assert run_dsc("build", str(spec), "-o", str(out), "-q", "--num-proc", procs).returncode == 0
+        assert run_dsc("build", str(spec), "-o", str(out), "-q", "--num-proc", procs, env=WORKERS).returncode == 0
         outs.append(((out / "duplicates.jsonl").read_text(encoding="utf-8"), sorted(_package_rows(out).items())))
     assert outs[0] == outs[1]
 

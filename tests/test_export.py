@@ -12,7 +12,11 @@ from pathlib import Path
 import datasets
 import pytest
 import yaml
-from conftest import run_dsc
+from conftest import FORMATS, run_dsc
+from dsc.compiler.tokenizer import qwen3_path
+from tokenizers import Tokenizer
+
+QWEN3 = Tokenizer.from_file(str(qwen3_path() / "tokenizer.json"))
 
 LLAMAFACTORY_COLUMN_KEYS = {"prompt", "query", "response", "history", "messages", "system", "tools"}
 LLAMAFACTORY_FILE_TYPES = {"arrow": "arrow", "csv": "csv", "json": "json", "jsonl": "json", "parquet": "parquet"}
@@ -59,7 +63,13 @@ def test_llamafactory_export_matches_its_dataset_info_and_tokenized_path_formats
         # LLaMA-Factory's alpaca converter: prompt = instruction, then "\n" + input when input is non-empty.
         prompts = [r[columns["prompt"]] + ("\n" + r[columns["query"]] if r[columns["query"]] else "") for r in rows]
         assert prompts == local[split]["prompt"]
-        assert rows[columns["response"]] == local[split]["response"]
+        # The `empty` template adds nothing to the answer: the text carries the EOS, so LLaMA-Factory's own encoding
+        # (each message apart, add_special_tokens=False, special-token text read as its id) gives dsc's exact ids.
+        assert rows[columns["response"]] == [r + "<|im_end|>" for r in local[split]["response"]]
+        answers = [e.ids for e in QWEN3.encode_batch(rows[columns["response"]], add_special_tokens=False)]
+        questions = [e.ids for e in QWEN3.encode_batch(prompts, add_special_tokens=False)]
+        for q, a, ids, labels in zip(questions, answers, local[split]["input_ids"], local[split]["labels"], strict=True):
+            assert q + a == ids and [-100] * len(q) + a == labels
     assert config["cutoff_len"] >= max(len(ids) for split in local.values() for ids in split["input_ids"])
 
     tokenized_path = Path(config["tokenized_path"])
@@ -74,6 +84,25 @@ def test_llamafactory_export_matches_its_dataset_info_and_tokenized_path_formats
             mask == [1] * len(ids)
             for mask, ids in zip(tokenized[split]["attention_mask"], tokenized[split]["input_ids"], strict=True)
         )
+
+
+def test_llamafactory_export_of_every_turn_trained_keeps_only_dsc_tokens(tmp_path: Path):
+    """Records that train every assistant turn cannot go through the alpaca text route (it trains the last answer
+    only): the export leaves that route out and points LLaMA-Factory at dsc's tokens."""
+    spec = tmp_path / "chat.yaml"
+    text = (FORMATS / "adgen-chatglm2.yaml").read_text(encoding="utf-8").replace("turns: last", "turns: all")
+    spec.write_text(text.replace("path: data/", f"path: {FORMATS / 'data'}/"), encoding="utf-8")
+    built = run_dsc("build", str(spec), "--limit", "40", "-o", str(tmp_path / "chat"), "-q")
+    assert built.returncode == 0, built.stderr
+    folder, config = _export(tmp_path / "chat", "llamafactory")
+    assert "dataset" not in config and not (folder / "dataset_info.json").exists()
+    tokenized = datasets.load_from_disk(config["tokenized_path"])
+    local = datasets.load_dataset(str(tmp_path / "chat"))
+    assert tokenized["train"]["labels"] == local["train"]["labels"]
+    def spans(labels: list[int]) -> int:
+        return sum(1 for a, b in zip([-100, *labels], labels, strict=False) if a == -100 and b != -100)
+
+    assert max(spans(labels) for labels in local["train"]["labels"]) > 1  # the case the text route would lose
 
 
 def test_axolotl_export_is_a_pre_tokenized_dataset_with_exactly_its_three_columns(package: Path):

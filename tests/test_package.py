@@ -44,6 +44,7 @@ def test_card_header_and_body(packages) -> None:
     package = packages("adgen")
     header = card_header(package)
     assert header["license"] == "other" and header["language"] == ["zh"]
+    assert header["license_name"] == "adgen-research" and header["license_link"].startswith("https://")  # the Hub's keys for other
     assert header["task_categories"] == ["text-generation"]
     assert header["size_categories"] == ["1K<n<10K"]
     assert header["pretty_name"] == "ADGEN (dsc)"
@@ -58,6 +59,7 @@ def test_card_header_and_body(packages) -> None:
     body = (package / "README.md").read_text(encoding="utf-8")
     assert "问：{{ content }}\n答：" in body  # the template
     assert "## Example" in body and "## Tokens" in body and "boundary drift" in body
+    assert "## Source\n\n- homepage: https://github.com/THUDM/ChatGLM-6B/tree/main/ptuning" in body
 
 
 def test_manifest_records_inputs_tokenizer_counts(packages) -> None:
@@ -203,3 +205,14 @@ split: {{validation: 7, seed: 3}}
     row = loaded["train"][0]
     assert row["prompt"].startswith("You answer briefly.\nQ: question ") and row["prompt"].endswith("\nA:")
     assert row["labels"] == row["input_ids"]  # train_on_prompt: nothing masked
+
+
+def test_card_carries_sources_and_citation(tmp_path: Path) -> None:
+    citation = "@misc{alpaca,\n  title = {Stanford Alpaca},\n  year = {2023}\n}"
+    built = dsc.build(FORMATS / "alpaca.yaml", output=tmp_path / "a", limit=20, dedup=False,
+                      source_datasets=["tatsu-lab/alpaca"], homepage="https://crfm.stanford.edu/2023/03/13/alpaca.html",
+                      citation=citation)
+    header = card_header(built.path)
+    assert header["source_datasets"] == ["tatsu-lab/alpaca"] and "license_name" not in header
+    body = (built.path / "README.md").read_text(encoding="utf-8")
+    assert f"## Citation\n\n```bibtex\n{citation}\n```" in body and "- source datasets: tatsu-lab/alpaca" in body

@@ -8,7 +8,8 @@ import shutil
 import sys
 from pathlib import Path
 
-from conftest import DATA, FORMATS, REPO
+import pytest
+from conftest import DATA, FORMATS, REPO, WORKERS
 from dsc.compiler.tokenizer import qwen3_path
 
 import dsc
@@ -18,7 +19,9 @@ def files(folder: Path) -> dict[str, bytes]:
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
-def test_two_builds_are_byte_identical_in_every_file(tmp_path: Path) -> None:
+def test_two_builds_are_byte_identical_in_every_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in WORKERS.items():  # the two-worker build really forks its workers
+        monkeypatch.setenv(name, value)
     elsewhere = tmp_path / "somewhere" / "else"
     (elsewhere / "data").mkdir(parents=True)
     shutil.copy(FORMATS / "alpaca.yaml", elsewhere / "alpaca.yaml")

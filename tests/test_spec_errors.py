@@ -48,6 +48,10 @@ CASES = [
     ),
     ("template syntax", "{{ output }}", "{{ output }", 10, ["templates.response", "template syntax error"]),
     ("missing template file", '"{{ output }}"', "{file: nope.j2}", 10, ["templates.response.file", "template file 'nope.j2' not found"]),
+    ("licence other without terms", "fields:\n", "license: other\nfields:\n", 4, ["license: 'other' needs license_name and license_link"]),
+    ("licence name for a known licence", "fields:\n", "license: mit\nlicense_name: mine\nfields:\n", 5,
+     ["license_name: only for license: other"]),
+    ("licence id not a Hub id", "fields:\n", "license: CC BY 4.0\nfields:\n", 4, ["license", "does not match"]),
     ("invalid YAML", "fields:\n", "fields:\n  - [\n", 7, ["invalid YAML", "flow sequence at line 5"]),
     (
         "required with default",
@@ -122,3 +126,13 @@ def test_usage_errors_exit_2(tmp_path: Path) -> None:
     assert result.returncode == 2 and "expected a positive integer" in result.stderr
     result = run_dsc("frobnicate", cwd=tmp_path)
     assert result.returncode == 2
+
+
+def test_a_python_override_typo_names_the_override_not_a_spec_line(tmp_path: Path) -> None:
+    spec = tmp_path / "demo.yaml"
+    spec.write_text(GOOD, encoding="utf-8")
+    with pytest.raises(SpecError) as caught:
+        load_spec(spec, {"lenghts": {"max_length": 64}})
+    problem = caught.value.problems[0]
+    assert problem.location.line is None and problem.location.field == "the lenghts override"
+    assert "did you mean 'lengths'" in problem.message
