@@ -18,6 +18,8 @@ from tokenizers import Tokenizer
 
 QWEN3 = Tokenizer.from_file(str(qwen3_path() / "tokenizer.json"))
 
+MAX_LENGTH = 512
+"""The alpaca format's lengths.max_length."""
 LLAMAFACTORY_COLUMN_KEYS = {"prompt", "query", "response", "history", "messages", "system", "tools"}
 LLAMAFACTORY_FILE_TYPES = {"arrow": "arrow", "csv": "csv", "json": "json", "jsonl": "json", "parquet": "parquet"}
 
@@ -68,8 +70,12 @@ def test_llamafactory_export_matches_its_dataset_info_and_tokenized_path_formats
         assert rows[columns["response"]] == [r + "<|im_end|>" for r in local[split]["response"]]
         answers = [e.ids for e in QWEN3.encode_batch(rows[columns["response"]], add_special_tokens=False)]
         questions = [e.ids for e in QWEN3.encode_batch(prompts, add_special_tokens=False)]
+        compared = 0
         for q, a, ids, labels in zip(questions, answers, local[split]["input_ids"], local[split]["labels"], strict=True):
-            assert q + a == ids and [-100] * len(q) + a == labels
+            if len(q) + len(a) <= MAX_LENGTH:  # dsc cut the others to max_length; LLaMA-Factory cuts by its cutoff_len
+                assert q + a == ids and [-100] * len(q) + a == labels
+                compared += 1
+        assert compared > 0.9 * len(rows)
     assert config["cutoff_len"] >= max(len(ids) for split in local.values() for ids in split["input_ids"])
 
     tokenized_path = Path(config["tokenized_path"])

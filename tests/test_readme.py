@@ -94,6 +94,10 @@ def test_readme_block_runs(block: Block, tmp_path: Path, quick_start: Path) -> N
     assert "Traceback" not in run.stderr, f"{block}:\n{run.stderr[-3000:]}"
 
 
+DEPTH = 6
+"""How deep the schema walk goes (the spec's keys nest four deep: fields.history.items.items)."""
+
+
 def _schema_paths(schema: dict, root: dict, prefix: tuple[str, ...] = ()) -> set[tuple[str, ...]]:
     """Every key path the spec schema allows (following $ref, oneOf/anyOf alternatives and additionalProperties)."""
     paths: set[tuple[str, ...]] = set()
@@ -108,10 +112,12 @@ def _schema_paths(schema: dict, root: dict, prefix: tuple[str, ...] = ()) -> set
         paths |= _schema_paths(alternative, root, prefix)
     for key, sub in schema.get("properties", {}).items():
         paths.add((*prefix, key))
-        if len(prefix) < 3:
+        if len(prefix) < DEPTH:
             paths |= _schema_paths(sub, root, (*prefix, key))
-    if isinstance(schema.get("additionalProperties"), dict) and len(prefix) < 3:
-        paths |= _schema_paths(schema["additionalProperties"], root, (*prefix, "*"))
+    for free in [schema.get("additionalProperties"), *schema.get("patternProperties", {}).values()]:
+        if isinstance(free, dict) and len(prefix) < DEPTH:
+            paths.add((*prefix, "*"))
+            paths |= _schema_paths(free, root, (*prefix, "*"))
     if isinstance(schema.get("items"), dict):
         paths |= _schema_paths(schema["items"], root, prefix)
     return paths
@@ -134,7 +140,13 @@ def _allowed(path: tuple[str, ...], allowed: set[tuple[str, ...]]) -> bool:
     return any(len(a) == len(path) and all(x in (y, "*") for x, y in zip(a, path, strict=True)) for a in allowed)
 
 
-SPEC_BLOCKS = [b for b in BLOCKS if b.lang == "yaml" and not b.skip and re.search(r"^(name|sources|templates|fields):", b.text, re.M)]
+def _is_spec_block(block: Block) -> bool:
+    """A YAML block whose top-level keys are format-spec keys (a spec, or a section of one such as `dedup:`)."""
+    data = yaml.safe_load(block.text)
+    return isinstance(data, dict) and bool(data) and set(data) <= set(spec_schema()["properties"])
+
+
+SPEC_BLOCKS = [b for b in BLOCKS if b.lang == "yaml" and not b.skip and _is_spec_block(b)]
 
 
 @pytest.mark.parametrize("block", SPEC_BLOCKS, ids=str)
