@@ -15,7 +15,6 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from dsc.builders.duplicates import FILE as DUPLICATES_FILE
 from dsc.builders.verify import read_package
 
 AUDIT_FILE = "audit.jsonl"
@@ -45,9 +44,11 @@ def _json_lines(path: Path) -> list[dict[str, Any]] | None:
         return [json.loads(line) for line in fh if line.strip()]
 
 
-def read_side_files(folder: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]] | None]:
-    """duplicates.jsonl (empty without dedup) and audit.jsonl (None when the package has none) of a package folder."""
-    return _json_lines(folder / DUPLICATES_FILE) or [], _json_lines(folder / AUDIT_FILE)
+def read_side_files(folder: Path, manifest: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]] | None]:
+    """The duplicates file the manifest names (none without dedup) and audit.jsonl (None when the package has none)."""
+    dedup = manifest.get("dedup") or {}
+    duplicates = _json_lines(folder / dedup["file"]) if dedup.get("file") else None
+    return duplicates or [], _json_lines(folder / AUDIT_FILE)
 
 
 def read_splits(folder: Path, manifest: dict[str, Any], columns: list[str] | None = None) -> dict[str, pa.Table]:
@@ -67,7 +68,7 @@ def read_view(folder: str | Path, columns: list[str] | None = None) -> PackageVi
     """A package folder's view, after checking its data files against the manifest (`verify.read_package`)."""
     folder = Path(folder)
     manifest = read_package(folder)
-    duplicates, audit = read_side_files(folder)
+    duplicates, audit = read_side_files(folder, manifest)
     return PackageView(manifest=manifest, splits=read_splits(folder, manifest, columns), duplicates=duplicates, audit=audit)
 
 

@@ -14,18 +14,19 @@ from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from dsc.builders import charts, html
 from dsc.builders.charts import COLORS, SPLIT_COLORS, Bar, Panel, Series
-from dsc.builders.manifest import build_manifest
 from dsc.builders.measures import TokenMeasures, clusters, openings, per_source, quantiles, script_mix, token_measures
-from dsc.builders.package import Extra
 from dsc.builders.package_view import PackageView, input_name, read_side_files, read_view
-from dsc.compiler.pipeline import Compiled
+
+if TYPE_CHECKING:  # the build's types; `dsc report` itself never imports the compiler (nor datasets)
+    from dsc.builders.package import Extra
+    from dsc.compiler.pipeline import Compiled
 
 REPORT_FILE = "report.html"
 CHART_DIR = "report"
@@ -197,15 +198,25 @@ def _sides(entry: Any) -> dict[str, int]:
     return sides
 
 
+def _record_text(record: dict[str, str]) -> str:
+    return f"prompt:\n{record['prompt']}\n\nresponse:\n{record['response']}"
+
+
 def _examples_block(ctx: Context, key: tuple[str, str], lines: list[dict[str, Any]]) -> str:
     stage, reason = key
-    shown = ctx.texts([str(line.get("source_id")) for line in lines])
+    kept_for = {str(line.get("source_id")): str((line.get("detail") or {}).get("kept_source_id", "")) for line in lines}
+    shown = ctx.texts([*kept_for, *kept_for.values()])
     rows = []
     for line in lines:
-        where = f"{line.get('file') or str(line.get('source_id', '')).rsplit('#', 1)[0]}" + (f":{line['line']}" if line.get("line") else "")
+        sid = str(line.get("source_id"))
+        where = f"{line.get('file') or sid.rsplit('#', 1)[0]}" + (f":{line['line']}" if line.get("line") else "")
         detail = json.dumps(line.get("detail", {}), ensure_ascii=False, indent=1, sort_keys=True)[:DETAIL_CHARS]
-        kept = shown.get(str(line.get("source_id")))
-        text = f"prompt:\n{kept['prompt']}\n\nresponse:\n{kept['response']}" if kept else "(not in the package)"
+        if record := shown.get(sid):
+            text = _record_text(record)
+        elif record := shown.get(kept_for[sid]):
+            text = f"(not in the package; the record kept instead, {kept_for[sid]}:)\n{_record_text(record)}"
+        else:
+            text = "(not in the package)"
         rows.append((html.text(line.get("source_id")), html.text(where), html.pre(detail), html.pre(text[:DETAIL_CHARS])))
     total = ctx.audit_counts[key]
     return "\n".join([
@@ -299,7 +310,7 @@ def _duplicates(ctx: Context) -> tuple[str, dict[str, str]]:
     shown = ctx.texts([c.kept for c in largest])
     for cluster in largest:
         kept = shown.get(cluster.kept)
-        kept_text = f"prompt:\n{kept['prompt']}\n\nresponse:\n{kept['response']}" if kept else "(not in the package: dropped later)"
+        kept_text = _record_text(kept) if kept else "(not in the package: dropped later)"
         members = []
         for d in cluster.dropped:
             detail = (audit.get(str(d["source_id"])) or {}).get("detail")
@@ -432,9 +443,13 @@ def _card(report: Report) -> str:
 
 def write_report(stage: Path, compiled: Compiled) -> Extra:
     """The extra writer: report.html and report/*.svg for the package being staged, the manifest entry and a card section."""
-    duplicates, audit = read_side_files(stage)
+    from dsc.builders.manifest import build_manifest
+    from dsc.builders.package import Extra
+
+    manifest = build_manifest(compiled, {}, "")
+    duplicates, audit = read_side_files(stage, manifest)
     view = PackageView(
-        manifest=build_manifest(compiled, {}, ""),
+        manifest=manifest,
         splits={name: split.data.table for name, split in compiled.splits.items()},
         duplicates=duplicates,
         audit=audit,
