@@ -16,10 +16,21 @@ import pyarrow.compute as pc
 from dsc.builders.package_view import source_names
 
 IGNORE = -100
-SCRIPTS = {
-    "Latin": r"\p{Latin}",
-    "CJK": r"[\p{Han}\p{Hiragana}\p{Katakana}\p{Hangul}]",
-}
+SCRIPTS = ("Latin", "CJK", "other")
+_BLOCKS = sorted([
+    # (first, last, script): letters by Unicode block; digits, punctuation, symbols and spaces count under none
+    *((a, b, 0) for a, b in ((0x41, 0x5A), (0x61, 0x7A), (0xC0, 0xD6), (0xD8, 0xF6), (0xF8, 0x24F), (0x1E00, 0x1EFF),
+                            (0xFF21, 0xFF3A), (0xFF41, 0xFF5A))),
+    *((a, b, 1) for a, b in ((0x1100, 0x11FF), (0x3040, 0x30FF), (0x3130, 0x318F), (0x3400, 0x4DBF), (0x4E00, 0x9FFF),
+                            (0xAC00, 0xD7AF), (0xF900, 0xFAFF), (0x20000, 0x3FFFF))),
+    *((a, b, 2) for a, b in ((0x370, 0x1DFF), (0x1F00, 0x1FFF), (0x2C00, 0x2DFF), (0xA000, 0xABFF), (0xFB00, 0xFDFF),
+                            (0xFE70, 0xFEFF))),
+])
+_FIRST = np.array([b[0] for b in _BLOCKS], dtype=np.uint32)
+_LAST = np.array([b[1] for b in _BLOCKS], dtype=np.uint32)
+_SCRIPT = np.array([b[2] for b in _BLOCKS], dtype=np.int64)
+_ASCII_LETTER = np.zeros(256, dtype=bool)
+_ASCII_LETTER[[*range(0x41, 0x5B), *range(0x61, 0x7B)]] = True
 OPENING_CHARS = 60
 
 
@@ -57,9 +68,11 @@ def token_measures(table: pa.Table) -> TokenMeasures:
     previous = np.concatenate([[False], trained[:-1]]) & (position > 0)
     span_start = trained & ~previous
     masked_start = ~trained & (np.concatenate([[True], trained[:-1]]) | (position == 0))
-    first = np.array(lengths)
-    rows, at = np.unique(record[trained], return_index=True)
-    first[rows] = position[trained][at]
+    first = np.array(lengths)  # records without a trained token: all of it is the lead
+    starts_at = np.flatnonzero(span_start)  # sorted by record, so each record's first span start comes first
+    owner = record[starts_at]
+    leading = np.concatenate([[True], owner[1:] != owner[:-1]]) if len(owner) else np.zeros(0, dtype=bool)
+    first[owner[leading]] = position[starts_at[leading]]
     return TokenMeasures(
         total=lengths,
         lead=first,
@@ -82,31 +95,47 @@ def quantiles(values: np.ndarray) -> dict[str, float]:
     }
 
 
-def _count(table: pa.Table, pattern: str) -> np.ndarray:
-    """Matches of a regex per record, in prompt and response together."""
-    return sum(pc.count_substring_regex(table.column(c), pattern).to_numpy(zero_copy_only=False) for c in ("prompt", "response"))
+def _letters(strings: pa.Array) -> np.ndarray:
+    """Letters per string and script, an (n, len(SCRIPTS)) count, straight from the Arrow UTF-8 buffers.
+
+    ASCII letters are counted with a running sum over the bytes; only multi-byte characters are decoded to code points
+    and looked up in the block table."""
+    n = len(strings)
+    out = np.zeros((n, len(SCRIPTS)), dtype=np.int64)
+    wide = pa.types.is_large_string(strings.type)
+    offsets = np.frombuffer(strings.buffers()[1], dtype=np.int64 if wide else np.int32)[strings.offset : strings.offset + n + 1]
+    if not n or offsets[-1] == offsets[0]:
+        return out
+    data = np.frombuffer(strings.buffers()[2], dtype=np.uint8)[offsets[0] : offsets[-1]]
+    bounds = (offsets - offsets[0]).astype(np.int64)
+    running = np.concatenate([[0], np.cumsum(_ASCII_LETTER[data], dtype=np.int64)])
+    out[:, 0] = running[bounds[1:]] - running[bounds[:-1]]
+    at = np.flatnonzero(data >= 0xC0)  # the first byte of every multi-byte character
+    if len(at):
+        padded = np.concatenate([data, np.zeros(3, np.uint8)]).astype(np.uint32)
+        b0, b1, b2, b3 = padded[at], padded[at + 1] & 0x3F, padded[at + 2] & 0x3F, padded[at + 3] & 0x3F
+        points = np.where(b0 < 0xE0, ((b0 & 0x1F) << 6) | b1, np.where(
+            b0 < 0xF0, ((b0 & 0x0F) << 12) | (b1 << 6) | b2, ((b0 & 0x07) << 18) | (b1 << 12) | (b2 << 6) | b3))
+        block = np.searchsorted(_FIRST, points, side="right") - 1
+        inside = (block >= 0) & (points <= _LAST[np.maximum(block, 0)])
+        owner = np.searchsorted(bounds, at[inside], side="right") - 1
+        out += np.bincount(owner * len(SCRIPTS) + _SCRIPT[block[inside]], minlength=n * len(SCRIPTS)).reshape(n, len(SCRIPTS))
+    return out
 
 
 def script_mix(tables: list[pa.Table]) -> dict[str, dict[str, int]]:
-    """Letters by script over prompt and response text (`characters`), and records by their main script (`records`)."""
-    chars: Counter[str] = Counter()
+    """Letters by script (Unicode blocks) over prompt and response text (`characters`), and records by the script most
+    of their letters are in (`records`)."""
+    chars = np.zeros(len(SCRIPTS), dtype=np.int64)
     records: Counter[str] = Counter()
+    names = np.array([*SCRIPTS, "no letters"])
     for table in tables:
-        counted = {}
-        letters = _count(table, r"\p{L}")
-        for name, pattern in SCRIPTS.items():
-            counted[name] = _count(table, pattern)
-        counted["other"] = letters - sum(counted.values())
-        names = list(counted)
-        stacked = np.vstack([counted[k] for k in names]) if len(table) else np.zeros((len(names), 0), dtype=np.int64)
-        main = np.argmax(stacked, axis=0)
-        main_name = np.array(names, dtype=object)[main]
-        main_name[stacked.sum(axis=0) == 0] = "no letters"
-        for k in names:
-            chars[k] += int(counted[k].sum())
-        keys, n = np.unique(main_name.astype(str), return_counts=True)
-        records.update(dict(zip(keys.tolist(), n.tolist(), strict=True)))
-    return {"characters": dict(chars), "records": dict(records)}
+        for batch in table.select(["prompt", "response"]).to_batches(max_chunksize=8192):
+            counts = _letters(batch.column(0)) + _letters(batch.column(1))
+            chars += counts.sum(axis=0)
+            main = np.where(counts.sum(axis=1) > 0, np.argmax(counts, axis=1), len(SCRIPTS))
+            records.update(dict(zip(*(x.tolist() for x in np.unique(names[main], return_counts=True)), strict=True)))
+    return {"characters": dict(zip(SCRIPTS, chars.tolist(), strict=True)), "records": dict(records)}
 
 
 def openings(tables: list[pa.Table], top: int = 10) -> list[tuple[str, int]]:
