@@ -9,9 +9,11 @@ import xml.etree.ElementTree as ET
 from collections import Counter
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from conftest import run_dsc
+from dsc.builders.measures import script_mix, token_measures
 from dsc.builders.report import CHART_DIR, REPORT_FILE, regenerate
 from report_html import Page, assert_self_contained, number, svg_images
 
@@ -184,3 +186,18 @@ def test_report_without_audit_falls_back_to_counts_and_duplicates(adgen: Path, t
     text, page = _page(copy)
     assert "no audit.jsonl" in text
     assert any(h.startswith("duplicate: exact") for h in page.headings)  # examples from duplicates.jsonl
+
+
+def test_token_measures_from_labels_alone() -> None:
+    labels = [[-100, -100, 5, 6, -100, 7, 8], [1, 2], [-100, -100, -100]]
+    table = pa.table({"labels": pa.array(labels, pa.list_(pa.int32()))})
+    m = token_measures(table)
+    assert m.total.tolist() == [7, 2, 3]
+    assert m.lead.tolist() == [2, 0, 3]  # a record with no trained token is all lead
+    assert m.trained.tolist() == [4, 2, 0]
+    assert m.spans.tolist() == [2, 1, 0] and m.masked_spans.tolist() == [2, 0, 1]  # two assistant turns, one user turn between
+
+
+def test_script_mix_counts_letters_by_unicode_block() -> None:
+    table = pa.table({"prompt": ["Ab1 çé ＡΩ日本한😀", "", "x"], "response": ["Ж", "", ""]})
+    assert script_mix([table]) == {"characters": {"Latin": 6, "CJK": 3, "other": 2}, "records": {"Latin": 2, "no letters": 1}}
