@@ -60,9 +60,12 @@ def token_measures(table: pa.Table) -> TokenMeasures:
     labels = table.column("labels")
     lengths = pc.list_value_length(labels).to_numpy(zero_copy_only=False).astype(np.int64)
     n = len(lengths)
+    if not n:
+        empty = np.zeros(0, np.int64)
+        return TokenMeasures(total=empty, lead=empty, trained=empty, spans=empty, masked_spans=empty)
     flat = pc.list_flatten(labels).to_numpy(zero_copy_only=False)
     record = np.repeat(np.arange(n), lengths)
-    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64) if n else np.zeros(0, np.int64)
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
     position = np.arange(len(flat)) - np.repeat(starts, lengths)
     trained = flat != IGNORE
     previous = np.concatenate([[False], trained[:-1]]) & (position > 0)

@@ -196,6 +196,7 @@ def test_token_measures_from_labels_alone() -> None:
     assert m.lead.tolist() == [2, 0, 3]  # a record with no trained token is all lead
     assert m.trained.tolist() == [4, 2, 0]
     assert m.spans.tolist() == [2, 1, 0] and m.masked_spans.tolist() == [2, 0, 1]  # two assistant turns, one user turn between
+    assert token_measures(table.slice(0, 0)).total.tolist() == []
 
 
 def test_script_mix_counts_letters_by_unicode_block() -> None:
