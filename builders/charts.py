@@ -38,7 +38,7 @@ _STYLE = {
 def to_svg(fig: Figure) -> str:
     """The figure as SVG text with nothing that varies between runs or machines (no date, fixed ids, generic font)."""
     buffer = io.StringIO()
-    fig.savefig(buffer, format="svg", metadata=_NO_METADATA, bbox_inches="tight")
+    fig.savefig(buffer, format="svg", metadata=_NO_METADATA)
     svg = buffer.getvalue()
     svg = svg[svg.index("<svg"):]  # no DOCTYPE (it names a DTD by URL)
     # With svg.fonttype none matplotlib lists the fonts it measured with; a generic family is all a viewer needs.
@@ -51,6 +51,13 @@ def _figure(rows: int = 1, cols: int = 1, width: float = 7.5, height: float = 2.
 
     fig = Figure(figsize=(width, height * rows))
     return fig, fig.subplots(rows, cols, squeeze=False)
+
+
+def _margins(fig: Figure, left: float = 0.7, bottom: float = 0.45, top: float = 0.3, right: float = 0.15, gap: float = 0.6) -> None:
+    """Fixed margins in inches: one draw per chart (a layout engine or a tight bounding box draws it again)."""
+    width, height = fig.get_size_inches()
+    fig.subplots_adjust(left=left / width, right=1 - right / width, bottom=bottom / height, top=1 - top / height,
+                        wspace=gap / (width / max(1, len(fig.axes))), hspace=2.5 * gap / height)
 
 
 def styled(draw: Callable[..., str]) -> Callable[..., str]:
@@ -91,6 +98,7 @@ def bars(items: Sequence[Bar], title: str, xlabel: str = "records") -> str:
     ax.set_xlabel(xlabel)
     ax.set_title(title, loc="left")
     ax.grid(axis="y", visible=False)
+    _margins(fig, left=0.25 + 0.068 * max((len(b.label) for b in items), default=4), right=0.3)
     return to_svg(fig)
 
 
@@ -125,7 +133,7 @@ def _bins(panel: Panel, count: int, fraction: bool) -> np.ndarray:
 def histograms(panels: Sequence[Panel], cols: int = 3, xlabel: str = "tokens", fraction: bool = False, bins: int = 40) -> str:
     """Overlaid step histograms, a panel per measure, with the limits drawn as dashed lines."""
     rows = max(1, int(np.ceil(len(panels) / cols)))
-    fig, axes = _figure(rows, cols, width=3.3 * cols, height=2.4)
+    fig, axes = _figure(rows, cols, width=max(5.5, 3.3 * cols), height=2.4)
     for ax in axes.flat[len(panels):]:
         ax.set_visible(False)
     for ax, panel in zip(axes.flat, panels, strict=False):
@@ -135,12 +143,12 @@ def histograms(panels: Sequence[Panel], cols: int = 3, xlabel: str = "tokens", f
             ax.stairs(counts, edges, color=s.color, label=f"{s.name} ({len(s.values):,})", linewidth=1.4)
         for name, x in panel.limits.items():
             ax.axvline(x, color="#c44e52", linestyle="--", linewidth=1)
-            ax.text(x, ax.get_ylim()[1], f" {name} {x}", color="#c44e52", va="top", fontsize=7)
+            ax.text(x, ax.get_ylim()[1], f"{name} {x} ", color="#c44e52", ha="right", va="top", fontsize=7)
         ax.set_title(panel.title, loc="left")
         ax.set_xlabel(xlabel)
         ax.legend(fontsize=7, frameon=False)
     axes.flat[0].set_ylabel("records")
-    fig.tight_layout()
+    _margins(fig)
     return to_svg(fig)
 
 
@@ -157,4 +165,5 @@ def counts(values: np.ndarray, title: str, xlabel: str, color: str = "#4c72b0") 
     ax.set_xlabel(xlabel)
     ax.set_ylabel("records")
     ax.grid(axis="x", visible=False)
+    _margins(fig)
     return to_svg(fig)
