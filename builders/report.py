@@ -118,9 +118,9 @@ def _funnel_rows(ctx: Context) -> list[tuple[str, str, int]]:
     c = ctx.counts
     dropped = c.get("dropped", {})
     rows = [("read", "", int(c.get("read", 0)))]
-    rows += [("invalid", r, n) for r, n in sorted(c.get("invalid", {}).items())]
+    rows += [("invalid", _plain_reason("invalid", r), n) for r, n in sorted(c.get("invalid", {}).items())]
     rows += [("duplicate", _plain_reason("duplicate", r), n) for r, n in sorted(dropped.items()) if r.startswith("duplicate: ")]
-    rows += [("dropped", r, n) for r, n in sorted(dropped.items()) if not r.startswith("duplicate: ")]
+    rows += [("dropped", _plain_reason("dropped", r), n) for r, n in sorted(dropped.items()) if not r.startswith("duplicate: ")]
     rows.append(("truncated", "kept, cut to fit", int(c.get("truncated", 0))))
     rows += [("kept", split, n) for split, n in c.get("kept", {}).items()]
     return rows

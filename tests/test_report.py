@@ -12,7 +12,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import run_dsc
+from conftest import FORMATS, run_dsc
 from dsc.builders.measures import script_mix, token_measures
 from dsc.builders.report import CHART_DIR, REPORT_FILE, regenerate
 from report_html import Page, assert_self_contained, number, svg_images
@@ -202,3 +202,19 @@ def test_token_measures_from_labels_alone() -> None:
 def test_script_mix_counts_letters_by_unicode_block() -> None:
     table = pa.table({"prompt": ["Ab1 çé ＡΩ日本한😀", "", "x"], "response": ["Ж", "", ""]})
     assert script_mix([table]) == {"characters": {"Latin": 6, "CJK": 3, "other": 2}, "records": {"Latin": 2, "no letters": 1}}
+
+
+def test_two_builds_into_different_folders_write_the_same_report(tmp_path: Path) -> None:
+    import dsc
+
+    one = dsc.build(FORMATS / "gorilla.yaml", output=tmp_path / "one", limit=400).path
+    two = dsc.build(FORMATS / "gorilla.yaml", output=tmp_path / "elsewhere" / "two", limit=400).path
+    assert _report_files(one) == _report_files(two)
+    _, page = _page(one)
+    funnel = {(r["stage"], r["reason"]): number(r["records"]) for r in page.rows("funnel-table")}
+    manifest = json.loads((one / "manifest.json").read_text(encoding="utf-8"))
+    invalid = manifest["counts"]["invalid"]
+    assert sum(invalid.values()) == 2  # gorilla's records 357 and 397 hold no API answer
+    shown = {reason: n for (stage, reason), n in funnel.items() if stage == "invalid"}
+    assert sorted(shown.values()) == sorted(invalid.values())
+    assert all(any(key.endswith(reason) for key in invalid) for reason in shown)  # "invalid: " is not repeated
