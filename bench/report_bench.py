@@ -42,13 +42,13 @@ def main() -> None:
             kept = sum(len(t) for t in view.splits.values())
             rows.append((label, kept, build_wall, build_cpu, report_wall, report_cpu, inside, inside_cpu, report_rss, len(report.html)))
     print(f"records: {args.records} ({REPO.name}); report = read the package, measure, draw {len(report.charts)} charts, write")
-    print(f"{'':10} {'kept':>6} {'build s':>8} {'CPU s':>6} {'report s':>9} {'CPU s':>6} {'in-build s':>11} {'CPU s':>6} "
+    print(f"{'':10} {'kept':>6} {'build s':>8} {'CPU s':>6} {'report s':>9} {'CPU s':>6} {'in-proc s':>11} {'CPU s':>6} "
           f"{'of build CPU':>13} {'RSS MiB':>8} {'html KiB':>9}")
     for label, kept, bw, bc, rw, rc, inside, inside_cpu, rss, size in rows:
         print(f"{label:10} {kept:6d} {bw:8.2f} {bc:6.2f} {rw:9.2f} {rc:6.2f} {inside:11.2f} {inside_cpu:6.2f} {inside_cpu / bc:13.1%} "
               f"{rss:8.0f} {size / 1024:9.0f}")
-    print("build: `dsc build` (report included); report: `dsc report` as a process (imports included); in-build: the report "
-          "after imports (read, measure, draw), the part a build pays")
+    print("build: `dsc build` (report included); report: `dsc report` as a process (imports included); in-proc: the report "
+          "after imports (read the package, measure, draw, render; a build has the tables in memory and skips the read)")
 
 
 if __name__ == "__main__":
