@@ -218,3 +218,21 @@ def test_two_builds_into_different_folders_write_the_same_report(tmp_path: Path)
     shown = {reason: n for (stage, reason), n in funnel.items() if stage == "invalid"}
     assert sorted(shown.values()) == sorted(invalid.values())
     assert all(any(key.endswith(reason) for key in invalid) for reason in shown)  # "invalid: " is not repeated
+
+
+def test_dsc_report_open_hands_the_page_to_the_browser(adgen: Path, tmp_path: Path) -> None:
+    import shlex
+    import sys
+    import time
+
+    copy = tmp_path / "adgen"
+    shutil.copytree(adgen, copy)
+    opened = tmp_path / "opened.txt"
+    browser = f"{shlex.quote(sys.executable)} -c 'import pathlib, sys; pathlib.Path(sys.argv[2]).write_text(sys.argv[1])' %s {opened}"
+    done = run_dsc("report", str(copy), "--open", env={"BROWSER": browser})
+    assert done.returncode == 0, done.stderr
+    for _ in range(100):  # the browser is started, not waited for
+        if opened.exists() and opened.read_text():
+            break
+        time.sleep(0.1)
+    assert opened.read_text() == (copy / REPORT_FILE).resolve().as_uri()
