@@ -264,7 +264,7 @@ def _labels(ctx: Context) -> tuple[str, dict[str, str]]:
     per_split = [Series(s, m.share, colors[s]) for s, m in ctx.measures.items()]
     share = charts.histograms([Panel("trained share of each record's tokens", per_split, {})], cols=1, xlabel="trained share",
                               fraction=True, bins=20)
-    every = [m for m in ctx.measures.values()]
+    every = list(ctx.measures.values())
     spans = np.concatenate([m.spans for m in every]) if every else np.zeros(0, np.int64)
     masked = np.concatenate([m.masked_spans for m in every]) if every else np.zeros(0, np.int64)
     what = "turns" if ctx.conversation else "spans"
@@ -281,7 +281,7 @@ def _labels(ctx: Context) -> tuple[str, dict[str, str]]:
         html.table(["split", "records", "trained tokens", "tokens", "trained share", "no trained token", "under 5% trained",
                     f"most trained {what}"], rows, "labels-table"),
     ]
-    return "\n".join(body), {"trained_share": share, "spans": span_svg}
+    return "\n".join(body), {"trained_share": share, "spans": span_svg, "masked_spans": masked_svg}
 
 
 def _duplicates(ctx: Context) -> tuple[str, dict[str, str]]:
