@@ -189,6 +189,12 @@ def _lengths(ctx: Context) -> tuple[str, dict[str, str]]:
     return "\n".join(body), {"lengths": svg}
 
 
+def _detail(line: dict[str, Any]) -> dict[str, Any]:
+    """An audit line's detail as a dict (a detail of another shape is shown as is, but holds no fields to read)."""
+    detail = line.get("detail")
+    return detail if isinstance(detail, dict) else {}
+
+
 def _sides(entry: Any) -> dict[str, int]:
     if not isinstance(entry, dict):
         return {}
@@ -204,7 +210,7 @@ def _record_text(record: dict[str, str]) -> str:
 
 def _examples_block(ctx: Context, key: tuple[str, str], lines: list[dict[str, Any]]) -> str:
     stage, reason = key
-    kept_for = {str(line.get("source_id")): str((line.get("detail") or {}).get("kept_source_id", "")) for line in lines}
+    kept_for = {str(line.get("source_id")): str(_detail(line).get("kept_source_id", "")) for line in lines}
     shown = ctx.texts([*kept_for, *kept_for.values()])
     rows = []
     for line in lines:
@@ -233,8 +239,8 @@ def _truncation(ctx: Context) -> tuple[str, dict[str, str]]:
     if ctx.view.audit is None:
         body.append('<p class="note">This package has no audit.jsonl, so lengths before truncation are not known.</p>')
         return "\n".join(body), {}
-    before = [_sides((line.get("detail") or {}).get("before")) for line in lines]
-    after = [_sides((line.get("detail") or {}).get("after")) for line in lines]
+    before = [_sides(_detail(line).get("before")) for line in lines]
+    after = [_sides(_detail(line).get("after")) for line in lines]
     sides = sorted({k for b in before for k in b} & {k for a in after for k in a}, key=lambda k: (k == "total", k))
     out: dict[str, str] = {}
     if sides:
