@@ -7,9 +7,13 @@ from typing import Any
 
 from dsc.builders.launcher import write_launcher
 from dsc.builders.outputs import check_package_output
-from dsc.builders.package import Package, write_package
-from dsc.compiler.pipeline import Options, compile_spec
-from dsc.compiler.spec import load_spec
+from dsc.builders.package import ExtraWriter, Package, write_package
+from dsc.builders.report import write_report
+from dsc.compiler.pipeline import Compiled, Options, compile_spec
+from dsc.compiler.spec import Spec, load_spec
+
+PACKAGE_EXTRAS: list[ExtraWriter] = [write_launcher, write_report]
+"""What every built package carries besides data, card and manifest: the training launcher and the report."""
 
 
 def build(
@@ -20,7 +24,7 @@ def build(
     num_proc: int | None = None,
     **overrides: Any,
 ) -> Package:
-    """Build the package a format spec describes (with its training launcher) and return where it went and its manifest.
+    """Build the package a format spec describes (with its training launcher and report) and return where it went and its manifest.
 
     `overrides` replace top-level spec keys (e.g. `tokenizer="path/to/tok"`, `lengths={"max_length": 256}`).
     Raises `dsc.compiler.errors.SpecError` or `RecordError` (each lists located problems) when the build cannot be made,
@@ -29,6 +33,12 @@ def build(
     if output is not None:
         overrides["output"] = str(output)
     spec = load_spec(spec_path, overrides)
+    return compile_and_write(spec, Options(limit=limit, num_proc=num_proc))[0]
+
+
+def compile_and_write(spec: Spec, options: Options) -> tuple[Package, Compiled]:
+    """The build of a loaded spec, as `dsc build` and `build` run it: the output folder checked before any work (a
+    folder dsc may not replace fails at once), then compile, then the package with its extras, written atomically."""
     check_package_output(spec)
-    compiled = compile_spec(spec, Options(limit=limit, num_proc=num_proc))
-    return write_package(compiled, spec.output, extra=[write_launcher])
+    compiled = compile_spec(spec, options)
+    return write_package(compiled, spec.output, extra=PACKAGE_EXTRAS), compiled

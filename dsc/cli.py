@@ -1,4 +1,4 @@
-"""The command line: `dsc build | validate | preview | formats | publish | export | generate`.
+"""The command line: `dsc build | validate | preview | formats | publish | export | generate | report | diff`.
 
 The only place that prints. Exit codes: 0 success, 1 records failed, 2 usage or spec error. A user's mistake is one
 or more located lines on stderr, never a traceback.
@@ -73,6 +73,19 @@ def _parser() -> argparse.ArgumentParser:
     gen.add_argument("--model", metavar="NAME", help="the model to ask (default: the spec's model)")
     gen.add_argument("--base-url", metavar="URL", help="the endpoint, e.g. http://127.0.0.1:8000/v1 (default: the spec's)")
     gen.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    rep = sub.add_parser("report", help="write a package's report.html (and report/*.svg) again from the package",
+                         description="write a package's report.html (and report/*.svg) again from the package alone")
+    rep.add_argument("package", help="a package folder (build/<name>)")
+    rep.add_argument("--open", action="store_true", help="then open the report in a web browser")
+
+    dif = sub.add_parser("diff", help="compare two packages: records added, removed and changed, tokens, and why",
+                         description="compare two packages: records added, removed and changed (by source_id and a hash "
+                         "of input_ids and labels), token totals and lengths, and the spec, input and tokenizer changes "
+                         "that explain them")
+    dif.add_argument("old", help="the older package folder")
+    dif.add_argument("new", help="the newer package folder")
+    dif.add_argument("--html", metavar="FILE", help="also write the comparison as a self-contained HTML page")
+    dif.add_argument("-n", type=_positive, default=10, metavar="N", help="source ids listed per change (default 10)")
     return parser
 
 
@@ -186,17 +199,13 @@ def _write_audit(path: Path, lines: list[dict[str, Any]]) -> None:
 
 
 def _cmd_build(args: argparse.Namespace) -> int:
-    from dsc.builders.launcher import write_launcher
-    from dsc.builders.outputs import check_package_output
-    from dsc.builders.package import write_package
-    from dsc.compiler.pipeline import Options, compile_spec
+    from dsc.api import compile_and_write
+    from dsc.compiler.pipeline import Options
     from dsc.compiler.spec import load_spec
 
     spec = load_spec(args.spec, _overrides(args), OVERRIDE_ORIGINS)
-    check_package_output(spec)  # before the build's work, not after it
     _progress(args.quiet)
-    compiled = compile_spec(spec, Options(limit=args.limit, num_proc=args.num_proc))
-    package = write_package(compiled, spec.output, extra=[write_launcher])
+    package, compiled = compile_and_write(spec, Options(limit=args.limit, num_proc=args.num_proc))
     c = compiled.counts
     total = compiled.tokens["total"]
     kept = ", ".join(f"{name} {n}" for name, n in c["kept"].items())
@@ -274,6 +283,30 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     print(f"  dropped: {sum(done.dropped.values())}")
     for reason, n in sorted(done.dropped.items()):
         print(f"    {reason}: {n}")
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from dsc.builders.report import regenerate
+
+    path = regenerate(args.package)
+    print(f"dsc report: wrote {path}")
+    if args.open:
+        import webbrowser
+
+        if not webbrowser.open(path.resolve().as_uri()):
+            print(f"dsc report: no browser to open; open {path} yourself", file=sys.stderr)
+    return 0
+
+
+def _cmd_diff(args: argparse.Namespace) -> int:
+    from dsc.builders.diff import diff_html, diff_packages, diff_text
+
+    diff = diff_packages(args.old, args.new)
+    print(diff_text(diff, shown=args.n), end="")
+    if args.html:
+        Path(args.html).write_text(diff_html(diff, shown=max(args.n, 500)), encoding="utf-8")
+        print(f"dsc diff: wrote {args.html}")
     return 0
 
 
@@ -414,6 +447,8 @@ COMMANDS = {
     "publish": _cmd_publish,
     "export": _cmd_export,
     "generate": _cmd_generate,
+    "report": _cmd_report,
+    "diff": _cmd_diff,
 }
 
 
