@@ -16,6 +16,7 @@ from typing import Any
 
 import jsonschema
 from dsc.compiler import resources
+from dsc.compiler.chat.chat_spec import ChatSpec, parse_chat
 from dsc.compiler.dedup_spec import DedupSpec, parse_dedup
 from dsc.compiler.errors import Location, Problem, SpecError
 from dsc.compiler.sandbox import environment
@@ -134,8 +135,8 @@ class Spec:
     on_invalid: str
     derived: tuple[DerivedSpec, ...]
     system: Template | None
-    prompt: Template
-    response: Template
+    prompt: Template | None  # None for conversations (`chat`)
+    response: Template | None
     history: History | None
     tokenizer: TokenizerSpec
     lengths: Lengths
@@ -146,6 +147,7 @@ class Spec:
     resolved: dict[str, Any] = field(default_factory=dict)
     lines: dict[KeyPath, int] = field(default_factory=dict)
     training: TrainingSpec | None = None
+    chat: ChatSpec | None = None
 
     def where(self, *path: str | int) -> Location:
         """The spec file and line of a key path, for problems found after loading (tokenizer, sources)."""
@@ -157,7 +159,8 @@ class Spec:
         out = [t for t in (self.system,) if t is not None]
         if self.history is not None:
             out += [self.history.prompt, self.history.response]
-        return (*out, self.prompt, self.response)
+        chat = self.chat.template if self.chat is not None else None
+        return tuple(t for t in (*out, self.prompt, self.response, chat) if t is not None)
 
     @property
     def variables(self) -> tuple[str, ...]:
@@ -407,9 +410,15 @@ def load_spec(path: str | Path, overrides: dict[str, Any] | None = None) -> Spec
     variables = [f.name for f in fields] + [d.name for d in derived]
 
     tdata = data["templates"]
+    chat = None
+    if "chat" in tdata:
+        types = {f.name: f.type for f in fields}
+        chat = parse_chat(data, types, lambda raw, path: load_template(raw, path, base, ctx), ctx.fail)
+    elif not {"prompt", "response"} <= set(tdata):
+        raise ctx.fail(("templates",), "needs prompt and response (or chat: for conversations)")
     system = load_template(tdata["system"], ("templates", "system"), base, ctx) if "system" in tdata else None
-    prompt = load_template(tdata["prompt"], ("templates", "prompt"), base, ctx)
-    response = load_template(tdata["response"], ("templates", "response"), base, ctx)
+    prompt = load_template(tdata["prompt"], ("templates", "prompt"), base, ctx) if chat is None else None
+    response = load_template(tdata["response"], ("templates", "response"), base, ctx) if chat is None else None
     history = None
     if "history" in tdata:
         h = tdata["history"]
@@ -431,6 +440,8 @@ def load_spec(path: str | Path, overrides: dict[str, Any] | None = None) -> Spec
         if history and path[1] != "history":
             allowed = allowed + ["round"]
         check_names(names, allowed, "fields", path, ctx, t)
+    if chat is not None:  # dedup compares what the conversation reads; the response side is the conversation itself
+        used = {"templates.chat": {n for n in (chat.messages, chat.tools, chat.system) if n}, "templates.response": {chat.messages}}
 
     tok = data.get("tokenizer", "qwen3")
     tokenizer = TokenizerSpec(name=tok) if isinstance(tok, str) else TokenizerSpec(**tok)
@@ -499,4 +510,5 @@ def load_spec(path: str | Path, overrides: dict[str, Any] | None = None) -> Spec
         resolved=resolved,
         lines=ctx.lines,
         training=parse_training(data.get("training"), ctx.fail),
+        chat=chat,
     )
