@@ -35,7 +35,8 @@ def _build(tmp_path: Path, source: str, fields: str, conversation: str) -> dict[
 
     spec_file = tmp_path / "chat.yaml"
     spec_file.write_text(
-        f"name: chat\nsources: [{{path: {SHARED / source}}}]\nfields: {fields}\nconversation: {conversation}\ntemplates: {{chat: tokenizer}}\n",
+        f"name: chat\nsources: [{{path: {SHARED / source}}}]\nfields: {fields}\n"
+        f"conversation: {conversation}\ntemplates: {{chat: tokenizer}}\n",
         encoding="utf-8",
     )
     compiled = compile_spec(load_spec(spec_file))
