@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import numpy as np
 from dsc.compiler.batch import DETAIL, DROP, ERROR, Batch, Pass, drops, location, size
 from dsc.compiler.chat.chat_template import ChatTemplate
 from dsc.compiler.chat.layouts import Conversation
@@ -30,20 +29,36 @@ from tokenizers import Encoding
 DRIFT_SHOWN = 5
 
 
+def _token_at(encoding: Encoding, start: int, stop: int, step: int) -> int | None:
+    """The token holding the first character from `start` towards `stop` that a token covers (a tokenizer may leave
+    some characters, such as stripped spaces, to no token)."""
+    for pos in range(start, stop, step):
+        t = encoding.char_to_token(pos)
+        if t is not None:
+            return t
+    return None
+
+
 def label(encoding: Encoding, spans: list[tuple[int, int]]) -> tuple[list[int], list[int], list[dict[str, Any]]]:
-    """(ids, labels, straddling tokens) of one encoded text and its trained character spans."""
-    ids = np.asarray(encoding.ids, dtype=np.int64)
-    offsets = np.asarray(encoding.offsets, dtype=np.int64).reshape(-1, 2)
-    starts, ends = offsets[:, 0], offsets[:, 1]
-    labels = np.full(len(ids), IGNORE, dtype=np.int64)
+    """(ids, labels, straddling tokens) of one encoded text and its trained character spans: a token is trained iff
+    its first character lies in a span. Found with the encoding's own char -> token map (two look-ups per span
+    edge), not by walking every token's offsets."""
+    ids = encoding.ids
+    labels = [IGNORE] * len(ids)
     straddling = []
     for s, e in spans:
-        lo, hi = np.searchsorted(starts, s, "left"), np.searchsorted(starts, e, "left")
-        labels[lo:hi] = ids[lo:hi]
-        for t in (lo - 1, hi - 1):
-            if 0 <= t < len(ids) and starts[t] < (s if t == lo - 1 else e) < ends[t]:
-                straddling.append({"token": int(t), "chars": [int(starts[t]), int(ends[t])], "span": [s, e]})
-    return ids.tolist(), labels.tolist(), straddling
+        first, last = _token_at(encoding, s, e, 1), _token_at(encoding, e - 1, s - 1, -1)
+        if first is None or last is None:
+            continue
+        a, _ = encoding.token_to_chars(first)
+        _, b = encoding.token_to_chars(last)
+        if a < s:  # starts before the span: its first character is outside
+            straddling.append({"token": first, "chars": list(encoding.token_to_chars(first)), "span": [s, e]})
+            first += 1
+        if b > e:
+            straddling.append({"token": last, "chars": list(encoding.token_to_chars(last)), "span": [s, e]})
+        labels[first : last + 1] = ids[first : last + 1]
+    return ids, labels, straddling
 
 
 def _turn_starts(conv: Conversation) -> list[int]:
