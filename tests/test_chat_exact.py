@@ -14,10 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import REPO
-
-SHARED = REPO.parent / "shared" / "data"
-IM_START, IM_END, ASSISTANT, NEWLINE = 151644, 151645, 77091, 198
+from chat_oracle import SHARED, assistant_mask, parts_messages, sharegpt_messages
+from conftest import FORMATS
 
 
 @pytest.fixture(scope="module")
@@ -28,61 +26,29 @@ def hf_tokenizer():
     return AutoTokenizer.from_pretrained(str(qwen3_path()))
 
 
-def _build(tmp_path: Path, source: str, fields: str, conversation: str) -> dict[str, dict[str, Any]]:
-    """Build a spec over a shared data file (no split, no length limit); rows by source_id."""
+def _build(spec_file: Path, span_fallback: int = 0) -> dict[str, dict[str, Any]]:
+    """Build a spec with every record in train and no length limit that bites; rows by source_id."""
     from dsc.compiler.pipeline import compile_spec
     from dsc.compiler.spec import load_spec
 
+    compiled = compile_spec(load_spec(spec_file, {"split": {"validation": 0}, "lengths": {"max_length": 100_000}}))
+    assert compiled.counts["invalid"] == {} and compiled.counts["dropped"] == {}
+    assert compiled.counts["span_fallback"] == span_fallback and compiled.counts["boundary_drift"] == 0
+    return {row["source_id"]: row for row in compiled.splits["train"]}
+
+
+def _spec(tmp_path: Path, source: str, fields: str, conversation: str) -> Path:
     spec_file = tmp_path / "chat.yaml"
     spec_file.write_text(
         f"name: chat\nsources: [{{path: {SHARED / source}}}]\nfields: {fields}\n"
         f"conversation: {conversation}\ntemplates: {{chat: tokenizer}}\n",
         encoding="utf-8",
     )
-    compiled = compile_spec(load_spec(spec_file))
-    assert compiled.counts["invalid"] == {} and compiled.counts["dropped"] == {}
-    return {row["source_id"]: row for row in compiled.splits["train"]}
+    return spec_file
 
 
-def _tool_call(call: dict[str, Any]) -> dict[str, Any]:
-    return {"type": "function", "function": {"name": call["name"], "arguments": call["arguments"]}}
-
-
-def _sharegpt(record: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    roles = {"human": "user", "gpt": "assistant", "observation": "tool"}
-    messages = []
-    for m in record["conversations"]:
-        if m["from"] == "function_call":
-            messages.append({"role": "assistant", "content": "", "tool_calls": [_tool_call(json.loads(m["value"]))]})
-        else:
-            messages.append({"role": roles[m["from"]], "content": m["value"]})
-    return messages, [{"type": "function", "function": t} for t in json.loads(record["tools"])]
-
-
-def _parts(record: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]] | None]:
-    messages = []
-    for m in record["messages"]:
-        message: dict[str, Any] = {"role": m["role"], "content": "".join(p["value"] for p in m["content"] if p["type"] == "text")}
-        reasoning = [p["value"] for p in m["content"] if p["type"] == "reasoning"]
-        calls = [_tool_call(json.loads(p["value"])) for p in m["content"] if p["type"] == "tool_call"]
-        if reasoning:
-            message["reasoning_content"] = "".join(reasoning)
-        if calls:
-            message["tool_calls"] = calls
-        messages.append(message)
-    return messages, json.loads(record["tools"]) if record.get("tools") else None
-
-
-def _assistant_mask(ids: list[int]) -> list[bool]:
-    """True on every token of an assistant turn: after `<|im_start|>assistant\\n`, through the turn's `<|im_end|>`."""
-    mask, inside = [False] * len(ids), False
-    for t, token in enumerate(ids):
-        if inside:
-            mask[t] = True
-            inside = token != IM_END
-        elif t >= 2 and ids[t - 2 : t + 1] == [IM_START, ASSISTANT, NEWLINE]:
-            inside = True
-    return mask
+def _jsonl(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines()]
 
 
 def _check(rows: dict[str, dict[str, Any]], records: list[dict[str, Any]], name: str, convert, tok) -> None:
@@ -92,40 +58,42 @@ def _check(rows: dict[str, dict[str, Any]], records: list[dict[str, Any]], name:
         messages, tools = convert(record)
         expected = list(tok.apply_chat_template(messages, tools=tools, tokenize=True)["input_ids"])
         assert row["input_ids"] == expected, f"{name}#{r}: ids differ from apply_chat_template"
-        mask = _assistant_mask(expected)
+        mask = assistant_mask(expected)
         assert any(mask), f"{name}#{r}: no assistant turn"
         assert row["labels"] == [t if m else -100 for t, m in zip(expected, mask, strict=True)], f"{name}#{r}: labels"
         assert row["prompt"] + row["response"] == tok.apply_chat_template(messages, tools=tools, tokenize=False)
 
 
-def test_sharegpt_function_calls_every_record(tmp_path: Path, hf_tokenizer) -> None:
-    rows = _build(
-        tmp_path,
-        "glaive_toolcall_zh_demo.json",
-        "{conversations: {type: array, required: true}, tools: {type: any}}",
-        "{messages: conversations, layout: sharegpt, tools: tools}",
-    )
+def test_builtin_sharegpt_function_calls_every_record(hf_tokenizer) -> None:
+    rows = _build(FORMATS / "sharegpt.yaml")
     records = json.loads((SHARED / "glaive_toolcall_zh_demo.json").read_text(encoding="utf-8"))
-    _check(rows, records, "glaive_toolcall_zh_demo.json", _sharegpt, hf_tokenizer)
+    _check(rows, records, "glaive_toolcall_zh_demo.json", sharegpt_messages, hf_tokenizer)
 
 
-def test_typed_parts_reasoning_and_tool_calls_every_record(tmp_path: Path, hf_tokenizer) -> None:
-    rows = _build(
-        tmp_path,
-        "reason_tool_use_demo_50.jsonl",
-        "{messages: {type: array, required: true}, tools: {type: any}}",
-        "{messages: messages, layout: parts, tools: tools}",
-    )
-    lines = (SHARED / "reason_tool_use_demo_50.jsonl").read_text(encoding="utf-8").splitlines()
-    _check(rows, [json.loads(x) for x in lines], "reason_tool_use_demo_50.jsonl", _parts, hf_tokenizer)
+def test_builtin_llamafactory_messages_reasoning_and_tool_calls_every_record(hf_tokenizer) -> None:
+    # 16 conversations have two user queries: Qwen3 then hides the first query's reasoning, so those turns are placed
+    # by the generation-prompt rule (and still match apply_chat_template exactly).
+    rows = _build(FORMATS / "llamafactory-messages.yaml", span_fallback=16)
+    _check(rows, _jsonl(SHARED / "reason_tool_use_demo_50.jsonl"), "reason_tool_use_demo_50.jsonl", parts_messages, hf_tokenizer)
+
+
+def test_builtin_openai_messages_every_record(hf_tokenizer) -> None:
+    def convert(record: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        messages = json.loads(json.dumps(record["messages"]))
+        for m in messages:
+            for call in m.get("tool_calls", []):
+                call["function"]["arguments"] = json.loads(call["function"]["arguments"])  # transformers takes objects
+        return messages, record["tools"]
+
+    rows = _build(FORMATS / "openai-messages.yaml", span_fallback=16)
+    _check(rows, _jsonl(FORMATS / "data" / "openai_messages_demo.jsonl"), "openai_messages_demo.jsonl", convert, hf_tokenizer)
 
 
 def test_loss_weight_parts_every_record(tmp_path: Path, hf_tokenizer) -> None:
-    rows = _build(
+    spec = _spec(
         tmp_path,
         "v1_sft_demo.jsonl",
         "{messages: {type: array, required: true}}",
         "{messages: messages, layout: parts, train: {weight_field: loss_weight}}",
     )
-    lines = (SHARED / "v1_sft_demo.jsonl").read_text(encoding="utf-8").splitlines()
-    _check(rows, [json.loads(x) for x in lines], "v1_sft_demo.jsonl", _parts, hf_tokenizer)
+    _check(_build(spec), _jsonl(SHARED / "v1_sft_demo.jsonl"), "v1_sft_demo.jsonl", parts_messages, hf_tokenizer)
