@@ -83,8 +83,9 @@ def main() -> None:
         (folder / "texts.json").write_text(json.dumps(texts, ensure_ascii=False), encoding="utf-8")
         (folder / "chats.json").write_text(json.dumps(chats, ensure_ascii=False), encoding="utf-8")
         rows = []
-        for label, code, arg in (("floor", FLOOR, qwen3_path() / "tokenizer.json"), ("hf", HF, qwen3_path())):
-            wall, cpu, rss, out = run([sys.executable, "-c", code, str(arg), str(folder / ("texts.json" if label == "floor" else "chats.json"))])
+        references = (("floor", FLOOR, qwen3_path() / "tokenizer.json", "texts.json"), ("hf", HF, qwen3_path(), "chats.json"))
+        for label, code, arg, data in references:
+            wall, cpu, rss, out = run([sys.executable, "-c", code, str(arg), str(folder / data)])
             rows.append((label, wall, cpu, rss, int(out.strip())))
         cmd = [sys.executable, "-m", "dsc", "build", str(spec), "-q", "-o", str(folder / "out")]
         if args.num_proc > 1:

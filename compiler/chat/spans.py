@@ -2,8 +2,9 @@
 
 Prefix rule (the default): an assistant message k starts where `render(messages[:k], add_generation_prompt=True)`
 ends, provided that text is a prefix of T, and ends after the first end-of-turn marker that follows (the marker is
-trained: the model must learn to stop). Another trained message k spans `render(messages[:k])` to
-`render(messages[:k+1])`, both prefixes of T.
+trained: the model must learn to stop). Another trained message k (with `train.roles` naming more roles) spans
+`render(messages[:k])` to `render(messages[:k+1])`, both prefixes of T; when it follows an assistant turn that the
+template renders differently at the end of a conversation, it starts after that turn's end-of-turn marker.
 
 Some templates render a message differently once later messages follow it (Qwen3 shows an assistant's reasoning only
 after the last user query, and adds an empty think block to the last turn only), so a prefix render may not be a prefix
@@ -81,16 +82,28 @@ def find_spans(tmpl: ChatTemplate, conv: Conversation) -> Spans:
                 return _by_occurrence(tmpl, conv, text, k)
             spans.append((len(head), _end(text, len(head), tmpl.end_of_turn, k)))
             continue
-        before = tmpl.render(messages[:k], tools) if k else ""
-        upto = tmpl.render(messages[: k + 1], tools)
-        if not (text.startswith(before) and text.startswith(upto)):
-            raise SpanError(
-                "template renders turns differently in context",
-                f"message {k} ({messages[k]['role']}) renders differently once later messages follow",
-                {"message": k, "rule": PREFIX},
-            )
-        spans.append((len(before), len(upto)))
+        spans.append(_other_span(tmpl, conv, text, k))
     return _checked(Spans(text=text, spans=spans, rule=PREFIX))
+
+
+def _other_span(tmpl: ChatTemplate, conv: Conversation, text: str, k: int) -> tuple[int, int]:
+    """A trained message that is not an assistant's: from where `messages[:k]` ends to where `messages[:k+1]` ends.
+    When the conversation before it ends with an assistant turn that the template renders differently at the end
+    (Qwen3's empty think block), it starts after that turn's end-of-turn marker instead."""
+    messages, tools = conv.messages, conv.tools
+    upto = tmpl.render(messages[: k + 1], tools)
+    before = tmpl.render(messages[:k], tools) if k else ""
+    if text.startswith(upto) and text.startswith(before):
+        return len(before), len(upto)
+    if text.startswith(upto) and k and messages[k - 1]["role"] == "assistant":
+        head = tmpl.render(messages[: k - 1], tools, add_generation_prompt=True) if k > 1 else ""
+        if text.startswith(head):
+            return _end(text, len(head), tmpl.end_of_turn, k - 1), len(upto)
+    raise SpanError(
+        "template renders turns differently in context",
+        f"message {k} ({messages[k]['role']}) renders differently once later messages follow",
+        {"message": k, "rule": PREFIX},
+    )
 
 
 def _checked(found: Spans) -> Spans:
