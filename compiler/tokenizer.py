@@ -94,6 +94,16 @@ def _hash_files(folder: Path) -> str:
     return digest.hexdigest()
 
 
+SPECIAL_TOKEN_NAMES = ("bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token")
+"""The named special tokens transformers hands a chat template as variables (Llama 3's reads `bos_token`)."""
+
+
+def special_tokens(tok: LoadedTokenizer) -> dict[str, str]:
+    """The tokenizer's named special tokens as its config files give them."""
+    found = {name: _special(Path(tok.path), name) for name in SPECIAL_TOKEN_NAMES}
+    return {name: value for name, value in found.items() if value}
+
+
 def tokenizer_chat_template(tok: LoadedTokenizer) -> str | None:
     """The tokenizer's chat template as transformers finds it: `chat_template.jinja` beside it, else
     `tokenizer_config.json`'s `chat_template` (the one named `default` when it holds several); None if it has none."""

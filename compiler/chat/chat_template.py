@@ -1,7 +1,8 @@
 """Rendering a conversation with the model's chat template, in the sandbox, exactly as `apply_chat_template` would.
 
-The template sees `messages`, `tools`, `documents` (None) and `add_generation_prompt`, as transformers passes them; a
-message's reasoning is also given as `thinking` (transformers' alias, which gpt-oss templates read).
+The template sees `messages`, `tools`, `documents` (None), `add_generation_prompt` and the tokenizer's named special
+tokens (`bos_token`, `eos_token`, ...), as transformers passes them; a message's reasoning is also given as
+`thinking` (transformers' alias, which gpt-oss templates read).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import Any
 from dsc.compiler.chat.chat_spec import ChatSpec
 from dsc.compiler.errors import Problem, SpecError
 from dsc.compiler.sandbox import chat_template
-from dsc.compiler.tokenizer import LoadedTokenizer, tokenizer_chat_template
+from dsc.compiler.tokenizer import LoadedTokenizer, special_tokens, tokenizer_chat_template
 
 
 @dataclass(frozen=True)
@@ -21,6 +22,7 @@ class ChatTemplate:
 
     text: str
     end_of_turn: str
+    special_tokens: tuple[tuple[str, str], ...] = ()
 
     def render(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None, add_generation_prompt: bool = False) -> str:
         """The template's text for these messages (raises jinja2.TemplateError, TypeError, ... on a bad record)."""
@@ -28,7 +30,9 @@ class ChatTemplate:
             {"thinking": m["reasoning_content"], **m} if m.get("reasoning_content") is not None and "thinking" not in m else m
             for m in messages
         ]
-        return chat_template(self.text).render(messages=chat, tools=tools, documents=None, add_generation_prompt=add_generation_prompt)
+        return chat_template(self.text).render(
+            **dict(self.special_tokens), messages=chat, tools=tools, documents=None, add_generation_prompt=add_generation_prompt
+        )
 
 
 def load_chat_template(chat: ChatSpec, tok: LoadedTokenizer, where: Any) -> ChatTemplate:
@@ -45,4 +49,4 @@ def load_chat_template(chat: ChatSpec, tok: LoadedTokenizer, where: Any) -> Chat
                 )
             )
         chat_template(text)  # a broken template from a tokenizer is reported here, not per record
-    return ChatTemplate(text=text, end_of_turn=chat.end_of_turn or tok.eos_token)
+    return ChatTemplate(text=text, end_of_turn=chat.end_of_turn or tok.eos_token, special_tokens=tuple(special_tokens(tok).items()))

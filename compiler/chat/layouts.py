@@ -175,7 +175,7 @@ def _tools(value: Any, where: str) -> list[dict[str, Any]] | None:
     value = value if isinstance(value, list) else [value]
     if not all(isinstance(t, dict) for t in value):
         raise LayoutError("tools not objects", where, "tools must be a list of function schemas (objects)")
-    return [t if "type" in t or "name" not in t else {"type": "function", "function": t} for t in value] or None
+    return [t if "type" in t or "name" not in t else {"type": "function", "function": t} for t in value]
 
 
 def to_conversation(record: dict[str, Any], chat: ChatSpec, end_of_turn: str) -> Conversation:
