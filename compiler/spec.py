@@ -414,6 +414,8 @@ def load_spec(path: str | Path, overrides: dict[str, Any] | None = None) -> Spec
     if "chat" in tdata:
         types = {f.name: f.type for f in fields}
         chat = parse_chat(data, types, lambda raw, path: load_template(raw, path, base, ctx), ctx.fail)
+    elif "conversation" in data:
+        raise ctx.fail(("conversation",), "conversations render with a chat template: add templates: {chat: tokenizer}")
     elif not {"prompt", "response"} <= set(tdata):
         raise ctx.fail(("templates",), "needs prompt and response (or chat: for conversations)")
     system = load_template(tdata["system"], ("templates", "system"), base, ctx) if "system" in tdata else None

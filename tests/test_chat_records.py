@@ -224,3 +224,25 @@ def test_inline_template_and_generation_tags(tmp_path: Path, glaive: list[dict[s
     theirs = _rows(_compile(_write(tmp_path, glaive[:4])))
     assert [r["input_ids"] for r in ours] == [r["input_ids"] for r in theirs]
     assert [r["labels"] for r in ours] == [r["labels"] for r in theirs]
+
+
+def test_conversation_needs_a_chat_template(tmp_path: Path, glaive: list[dict[str, Any]]) -> None:
+    import shutil
+
+    from dsc.compiler.spec import load_spec
+    from dsc.compiler.tokenizer import qwen3_path
+
+    spec = _write(tmp_path, glaive[:1], chat="tokenizer")
+    spec.write_text(spec.read_text().replace("templates: {chat: tokenizer}", "templates: {prompt: x, response: y}"))
+    with pytest.raises(SpecError, match=r"chat\.yaml:4: conversation: conversations render with a chat template"):
+        load_spec(spec)
+    # A tokenizer without a chat template: located at templates.chat, before any record is rendered.
+    folder = tmp_path / "plain-tokenizer"
+    folder.mkdir()
+    shutil.copy(qwen3_path() / "tokenizer.json", folder)
+    config = json.loads((qwen3_path() / "tokenizer_config.json").read_text())
+    del config["chat_template"]
+    (folder / "tokenizer_config.json").write_text(json.dumps(config))
+    spec = _write(tmp_path, glaive[:1], f"tokenizer: {folder}\n")
+    with pytest.raises(SpecError, match=r"chat\.yaml:5: templates\.chat: tokenizer '.*' has no chat template"):
+        _compile(spec)

@@ -41,14 +41,6 @@ class Conversation:
     tools: list[dict[str, Any]] | None
     train: list[bool]
 
-    def to_json(self) -> str:
-        return json.dumps({"messages": self.messages, "tools": self.tools, "train": self.train}, ensure_ascii=False)
-
-    @classmethod
-    def from_json(cls, text: str) -> Conversation:
-        data = json.loads(text)
-        return cls(messages=data["messages"], tools=data["tools"], train=data["train"])
-
 
 def _arguments(value: Any, where: str) -> dict[str, Any]:
     if isinstance(value, str):
