@@ -80,7 +80,7 @@ def make_chat_encode_pass(tok: LoadedTokenizer, tmpl: ChatTemplate, lengths: Len
     limit = lengths.max_length
     policy = lengths.target_overflow
 
-    def shorten(conv: Conversation) -> tuple[Any, Spans] | str:
+    def shorten(conv: Conversation) -> tuple[Encoding, Spans] | str:
         """The latest turns that fit, encoded; or why none do."""
         for start in _turn_starts(conv):
             cut = _without_turns(conv, start)
@@ -112,7 +112,7 @@ def make_chat_encode_pass(tok: LoadedTokenizer, tmpl: ChatTemplate, lengths: Len
             truncated[i] = limit is not None and len(encoding.ids) > limit
             if truncated[i]:
                 full = len(encoding.ids)
-                shortened: tuple[Any, Spans] | str = "too long: max_length"
+                shortened: tuple[Encoding, Spans] | str = "too long: max_length"
                 if policy == "truncate":
                     conv = Conversation(messages=payload["messages"], tools=payload["tools"], train=payload["train"])
                     try:

@@ -154,6 +154,12 @@ def _message(raw: Any, i: int, chat: ChatSpec, roles: dict[str, str]) -> dict[st
     return message
 
 
+def _said(message: dict[str, Any], key: str) -> str:
+    """A message's text under `key` (tool calls as their JSON), for the end-of-turn marker check."""
+    value = message.get(key) or ""
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+
+
 def _tools(value: Any, where: str) -> list[dict[str, Any]] | None:
     if isinstance(value, str):
         if not value.strip():
@@ -188,7 +194,7 @@ def to_conversation(record: dict[str, Any], chat: ChatSpec, end_of_turn: str) ->
         weights.insert(0, None)
     offset = 1 if system else 0
     for i, m in enumerate(messages):
-        if m["role"] == "assistant" and any(end_of_turn in (m.get(k) or "") for k in ("content", "reasoning_content")):
+        if m["role"] == "assistant" and any(end_of_turn in _said(m, k) for k in ("content", "reasoning_content", "tool_calls")):
             raise LayoutError(
                 "end-of-turn marker in content",
                 f"{chat.messages}[{i - offset}]",
