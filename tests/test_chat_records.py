@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from chat_oracle import SHARED, assistant_mask, sharegpt_messages
-from conftest import run_dsc
+from conftest import REPO, run_dsc
 from dsc.compiler.errors import RecordError, SpecError
 
 FIELDS = "{conversations: {type: array, required: true}, tools: {type: any}, system: {type: string}}"
@@ -246,3 +246,21 @@ def test_conversation_needs_a_chat_template(tmp_path: Path, glaive: list[dict[st
     spec = _write(tmp_path, glaive[:1], f"tokenizer: {folder}\n")
     with pytest.raises(SpecError, match=r"chat\.yaml:5: templates\.chat: tokenizer '.*' has no chat template"):
         _compile(spec)
+
+
+def test_a_render_pool_gives_the_same_outcomes(glaive: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Machines with 4+ cores render large batches in a pool of forked processes: same outcomes, same order."""
+    from dsc.compiler.chat import render_chat
+    from dsc.compiler.chat.chat_template import load_chat_template
+    from dsc.compiler.spec import load_spec
+    from dsc.compiler.tokenizer import load_tokenizer
+
+    spec = load_spec(REPO / "formats" / "sharegpt.yaml")
+    tmpl = load_chat_template(spec.chat, load_tokenizer(spec.tokenizer, spec), spec.where)
+    records = [*glaive, {"conversations": [{"from": "bot", "value": "x"}]}]
+    serial = render_chat.render_all(records, spec.chat, tmpl)
+    monkeypatch.setattr(render_chat, "PARALLEL_MIN", 2)
+    monkeypatch.setattr(render_chat, "POOL_MIN_CORES", 2)
+    monkeypatch.setattr(render_chat.os, "cpu_count", lambda: 2)
+    pooled = render_chat.render_all(records, spec.chat, tmpl)
+    assert pooled == serial and serial[-1].reason == "invalid: conversation: unknown role" and serial[0].payload
