@@ -264,3 +264,20 @@ def test_a_render_pool_gives_the_same_outcomes(glaive: list[dict[str, Any]], mon
     monkeypatch.setattr(render_chat.os, "cpu_count", lambda: 2)
     pooled = render_chat.render_all(records, spec.chat, tmpl)
     assert pooled == serial and serial[-1].reason == "invalid: conversation: unknown role" and serial[0].payload
+
+
+def test_a_template_that_refuses_a_record_is_a_located_render_error(tmp_path: Path, glaive: list[dict[str, Any]]) -> None:
+    """`raise_exception` (Llama 3's template refuses parallel tool calls this way) fails that record, located."""
+    template = (
+        "{% if messages|length > 2 %}{{ raise_exception('only single-turn chats') }}{% endif %}"
+        "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}"
+        "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+    )
+    records = glaive[4:9]
+    single = sum(len(r["conversations"]) == 2 for r in records)
+    assert 0 < single < len(records)
+    with pytest.raises(RecordError, match=r"chat\.jsonl:\d+: templates\.chat: TemplateError: only single-turn chats"):
+        _compile(_write(tmp_path, records, chat=json.dumps(template)))
+    compiled = _compile(_write(tmp_path, records, "on_invalid: skip\n", chat=json.dumps(template)))
+    assert compiled.counts["invalid"] == {"render: templates.chat": len(records) - single}
+    assert sum(compiled.counts["kept"].values()) == single
