@@ -61,6 +61,35 @@ def _fence(text: str) -> str:
     return f"{ticks}text\n{text}\n{ticks}"
 
 
+PROMPT_COLUMNS = (
+    "rendered with the templates below and tokenized with exactly masked labels (prompt tokens -100, every response",
+    "token and the EOS trained). Load it with `datasets.load_dataset(\"<this folder or repo>\")`.",
+    "",
+    "## Columns",
+    "",
+    "| column | type | meaning |",
+    "| --- | --- | --- |",
+    "| input_ids | list of int32 | prompt tokens then response tokens then EOS |",
+    "| labels | list of int32 | -100 on prompt tokens, the token id on response tokens and EOS |",
+    "| prompt | string | the rendered prompt text |",
+    "| response | string | the rendered response text (without EOS) |",
+)
+CHAT_COLUMNS = (
+    "rendered with the model's chat template and tokenized as one text, as `apply_chat_template(..., tokenize=True)`",
+    "does; every trained turn's tokens (an assistant's text, tool calls and end-of-turn token) keep their ids as labels,",
+    "all others are -100. Load it with `datasets.load_dataset(\"<this folder or repo>\")`.",
+    "",
+    "## Columns",
+    "",
+    "| column | type | meaning |",
+    "| --- | --- | --- |",
+    "| input_ids | list of int32 | the whole conversation as the chat template renders it |",
+    "| labels | list of int32 | the token id on trained turns, -100 elsewhere |",
+    "| prompt | string | the rendered conversation up to the last trained turn |",
+    "| response | string | the rest: the last trained turn and what follows it (prompt + response is the whole text) |",
+)
+
+
 def card_body(compiled: Compiled) -> str:
     """What the package is, its templates, one rendered example, counts and token statistics."""
     spec = compiled.spec
@@ -71,22 +100,14 @@ def card_body(compiled: Compiled) -> str:
         spec.description or f"A dataset package built by dsc from `{spec.path.name}`.",
         "",
         f"Built by [dsc](https://pypi.org/project/dsc/) from the format spec `{spec.path.name}`: every record was validated,",
-        "rendered with the templates below and tokenized with exactly masked labels (prompt tokens -100, every response",
-        "token and the EOS trained). Load it with `datasets.load_dataset(\"<this folder or repo>\")`.",
-        "",
-        "## Columns",
-        "",
-        "| column | type | meaning |",
-        "| --- | --- | --- |",
-        "| input_ids | list of int32 | prompt tokens then response tokens then EOS |",
-        "| labels | list of int32 | -100 on prompt tokens, the token id on response tokens and EOS |",
-        "| prompt | string | the rendered prompt text |",
-        "| response | string | the rendered response text (without EOS) |",
+        *(CHAT_COLUMNS if spec.chat is not None else PROMPT_COLUMNS),
         "| source_id | string | `file#row` of the source record |",
         "",
         "## Templates",
         "",
     ]
+    if spec.chat is not None and spec.chat.template is None:
+        lines += ["`templates.chat`: the tokenizer's own chat template (its hash is the tokenizer's, in `manifest.json`).", ""]
     for t in spec.templates:
         lines += [f"`{t.key}`" + (f" (from `{t.file.name}`)" if t.file else ""), "", _fence(t.text), ""]
     train = compiled.splits["train"]
@@ -103,6 +124,8 @@ def card_body(compiled: Compiled) -> str:
         f"- truncated: {c['truncated']}",
         f"- boundary drift (one encode of prompt+response would differ): {c['boundary_drift']}",
     ]
+    if "span_fallback" in c:
+        lines.append(f"- conversations placed by the generation-prompt rule (rendered differently in context): {c['span_fallback']}")
     lines += [f"- kept in {name}: {n}" for name, n in c["kept"].items()]
     lines += [
         "",

@@ -116,7 +116,7 @@ def head_cut(response: str) -> int:
     return max(j, 0)
 
 
-def _int32_lists(rows: list[list[int]], drop: list[str | None]) -> pa.Array:
+def int32_lists(rows: list[list[int]], drop: list[str | None]) -> pa.Array:
     """Token lists straight to an Arrow list<int32> array (null where dropped): one conversion for the whole batch
     instead of a Python-object walk per token."""
     lengths = np.fromiter((len(r) for r in rows), dtype=np.int32, count=len(rows))
@@ -209,8 +209,8 @@ def make_encode_pass(spec: Spec, tok: LoadedTokenizer) -> Pass:
             detail[i] = json.dumps(facts)
             input_ids[i], labels[i], truncated[i] = result.ids, result.labels, True
         return {
-            "input_ids": _int32_lists(input_ids, drop),
-            "labels": _int32_lists(labels, drop),
+            "input_ids": int32_lists(input_ids, drop),
+            "labels": int32_lists(labels, drop),
             "_truncated": truncated,
             "_drift": drift,
             DROP: drop,

@@ -18,7 +18,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from dsc.compiler import engine
 from dsc.compiler.audit import dropped_rows, marked, no_audit
-from dsc.compiler.batch import BOOKKEEPING, DETAIL, DROP, ERROR, chain, field_column
+from dsc.compiler.batch import BOOKKEEPING, DETAIL, DROP, ERROR, Pass, chain, field_column
+from dsc.compiler.chat.chat_template import load_chat_template
+from dsc.compiler.chat.encode_chat import make_chat_encode_pass
+from dsc.compiler.chat.render_chat import CHAT, make_chat_render_pass
 from dsc.compiler.dedup import VALIDATION, Duplicates, deduplicate
 from dsc.compiler.derive import make_derive_pass
 from dsc.compiler.encode import IGNORE, make_encode_pass
@@ -85,8 +88,17 @@ def _raise_errors(ds: datasets.Dataset, what: str) -> None:
         raise RecordError(problems + [Problem(f"{total} record(s) {what}")], total=total + 1)
 
 
-def render(spec: Spec, options: Options) -> Rendered:
-    """Read, validate, derive and render every record (no tokenizer needed: `dsc validate` stops here)."""
+def _render_pass(spec: Spec, tokenizer: LoadedTokenizer | None) -> Pass:
+    """The spec's templates, or for conversations the chat template (which comes with the tokenizer)."""
+    if spec.chat is None:
+        return make_render_pass(spec)
+    tmpl = load_chat_template(spec.chat, tokenizer or load_tokenizer(spec.tokenizer, spec), spec.where)
+    return make_chat_render_pass(spec.chat, tmpl, {f.name for f in spec.fields if f.stored_as_json})
+
+
+def render(spec: Spec, options: Options, tokenizer: LoadedTokenizer | None = None) -> Rendered:
+    """Read, validate, derive and render every record (no tokenizer needed but for conversations: `dsc validate`
+    stops here)."""
     read = read_sources(spec, options.limit)
     ds = engine.from_table(read.table)
     features = datasets.Features(dict(ds.features))
@@ -99,11 +111,13 @@ def render(spec: Spec, options: Options) -> Rendered:
     features["response"] = datasets.Value("string")
     if spec.labels.turns == "all":
         features[SEGMENTS] = datasets.List(datasets.Value("string"))
+    if spec.chat is not None:
+        features[CHAT] = datasets.Value("large_string")
     features[KEY] = datasets.Value("int64")
     features[DROP] = datasets.Value("string")
     features[ERROR] = datasets.Value("string")
     features[DETAIL] = datasets.Value("string")
-    passes = chain(make_validate_pass(spec), make_derive_pass(spec), make_render_pass(spec), make_split_key_pass(spec.split))
+    passes = chain(make_validate_pass(spec), make_derive_pass(spec), _render_pass(spec, tokenizer), make_split_key_pass(spec.split))
     ds = engine.apply(ds, passes, desc="validate + render", features=features, remove_columns=["_record"], num_proc=options.num_proc)
     if spec.on_invalid == "error":
         _raise_errors(ds, "failed validation or rendering (on_invalid: error; set on_invalid: skip to drop them)")
@@ -167,7 +181,7 @@ def _split_order(table: pa.Table, spec: Spec) -> tuple[pa.Table, int]:
 def tokenize(spec: Spec, rendered: Rendered, tok: LoadedTokenizer, options: Options) -> Compiled:
     """Split, then tokenize and apply lengths and labels to the rendered records (which this consumes)."""
     # The tokenize phase needs only the rendered text and the bookkeeping; fields stay behind (less to convert).
-    needed = [*BOOKKEEPING, "prompt", "response", SEGMENTS, KEY, VALIDATION]
+    needed = [*BOOKKEEPING, "prompt", "response", SEGMENTS, CHAT, KEY, VALIDATION]
     table = rendered.dataset.data.table
     table = table.select([c for c in needed if c in table.column_names])
     rendered.dataset = engine.from_table(table.slice(0, 0))  # consumed: the field columns are freed from here on
@@ -182,6 +196,7 @@ def tokenize(spec: Spec, rendered: Rendered, tok: LoadedTokenizer, options: Opti
             "labels": datasets.List(datasets.Value("int32")),
             "_truncated": datasets.Value("bool"),
             "_drift": datasets.Value("bool"),
+            **({"_span_fallback": datasets.Value("bool")} if spec.chat is not None else {}),
             DROP: datasets.Value("string"),
             ERROR: datasets.Value("string"),
             DETAIL: datasets.Value("string"),
@@ -189,10 +204,15 @@ def tokenize(spec: Spec, rendered: Rendered, tok: LoadedTokenizer, options: Opti
     )
     features.pop(KEY, None)
     features.pop(VALIDATION, None)
-    remove = [c for c in (SEGMENTS, KEY, VALIDATION) if c in ds.column_names]
+    features.pop(CHAT, None)
+    remove = [c for c in (SEGMENTS, CHAT, KEY, VALIDATION) if c in ds.column_names]
+    if spec.chat is None:
+        encode_pass = make_encode_pass(spec, tok)
+    else:
+        encode_pass = make_chat_encode_pass(tok, load_chat_template(spec.chat, tok, spec.where), spec.lengths)
     ds = engine.apply(
         ds,
-        make_encode_pass(spec, tok),
+        encode_pass,
         desc="tokenize",
         features=features,
         remove_columns=remove,
@@ -210,6 +230,7 @@ def tokenize(spec: Spec, rendered: Rendered, tok: LoadedTokenizer, options: Opti
     table = engine.kept_table(table, [DROP, ERROR, DETAIL])
     truncated = int(pc.sum(table.column("_truncated")).as_py() or 0)
     drift = int(pc.sum(table.column("_drift")).as_py() or 0)
+    chat_counts = {"span_fallback": int(pc.sum(table.column("_span_fallback")).as_py() or 0)} if spec.chat is not None else {}
     table = table.append_column("source_id", _source_ids(table)).select(list(PACKAGE_FEATURES))
     splits = {"train": engine.from_table(table.slice(0, n_train))}
     if n_train < len(table):
@@ -223,6 +244,7 @@ def tokenize(spec: Spec, rendered: Rendered, tok: LoadedTokenizer, options: Opti
         "dropped": dict(dropped),
         "truncated": truncated,
         "boundary_drift": drift,
+        **chat_counts,
         "kept": {name: len(split) for name, split in splits.items()},
     }
     tokens["total"] = {"tokens": total, "trainable": trained, "trainable_share": round(trained / total, 4) if total else 0.0}
@@ -234,7 +256,9 @@ def tokenize(spec: Spec, rendered: Rendered, tok: LoadedTokenizer, options: Opti
 def compile_spec(spec: Spec, options: Options | None = None, tokenizer: LoadedTokenizer | None = None) -> Compiled:
     """The whole build minus writing: what `dsc build` hands to the package builder."""
     options = options or Options()
-    rendered = render(spec, options)
+    if spec.chat is not None:  # a conversation renders with the tokenizer's chat template
+        tokenizer = tokenizer or load_tokenizer(spec.tokenizer, spec)
+    rendered = render(spec, options, tokenizer)
     valid = len(rendered.dataset)
     _require_records(spec, rendered)
     tok = tokenizer or load_tokenizer(spec.tokenizer, spec)

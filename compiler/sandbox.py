@@ -7,7 +7,8 @@ at compile time (Jinja's `BinExpr.as_const` gives up on them in a sandbox). Filt
 width or count, or that multiply text (`replace`, `join`, `format`, `%`), refuse before they run what would be too
 long (filters are folded with constant arguments, so this covers compile time too). `lipsum` is gone, `range` is
 capped, `namespace` attributes and macro output are bounded, and the environment has no loader: `{% include %}` and
-`{% import %}` cannot read files.
+`{% import %}` cannot read files. A model's chat template runs in the same bounded sandbox, set up as transformers sets
+up its own so that the text is the same.
 """
 
 from __future__ import annotations
@@ -16,11 +17,14 @@ import json
 import re
 import types
 from collections.abc import Callable, Iterable
+from datetime import datetime
 from functools import lru_cache, wraps
 from typing import Any
 
 from dsc.compiler.limits import INT_BITS, RANGE_ITEMS, TEXT_CHARS, LimitError, charge, check_deadline
-from jinja2 import StrictUndefined, Template, nodes
+from jinja2 import StrictUndefined, Template, TemplateError, nodes
+from jinja2.ext import Extension, loopcontrols
+from jinja2.parser import Parser
 from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jinja2.utils import Namespace, _PassArg
@@ -197,13 +201,18 @@ def environment() -> BoundedSandbox:
     """Sandboxed (no attribute tricks, no mutation), bounded, StrictUndefined (a missing name is an error), no
     autoescape, and no loader (templates cannot read files)."""
     env = BoundedSandbox(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
+    _bound(env)
+    env.filters["json"] = _bounded_filter(_to_json)
+    return env
+
+
+def _bound(env: BoundedSandbox) -> None:
+    """The globals and filters every dsc environment bounds: no lipsum, a capped range, bounded namespaces and widths."""
     env.globals.pop("lipsum", None)
     env.globals["range"] = _range
     env.globals["namespace"] = _BoundedNamespace
     for name in _WIDTH_FILTERS:
         env.filters[name] = _bounded_filter(env.filters[name])
-    env.filters["json"] = _bounded_filter(_to_json)
-    return env
 
 
 @lru_cache(maxsize=256)
@@ -240,3 +249,50 @@ def lone_variable(text: str) -> str | None:
 def expression(text: str) -> Callable[..., Any]:
     """A compiled Jinja expression, cached per process like `template`."""
     return environment().compile_expression(text, undefined_to_none=False)
+
+
+def _raise_exception(message: str) -> None:
+    raise TemplateError(message)
+
+
+def _chat_to_json(
+    value: Any, ensure_ascii: bool = False, indent: int | None = None, separators: tuple[str, str] | None = None, sort_keys: bool = False
+) -> str:
+    # transformers' `tojson` for chat templates: json.dumps with non-ASCII kept (a tool's Chinese description stays as is).
+    return json.dumps(value, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys)
+
+
+def _strftime_now(fmt: str) -> str:
+    return datetime.now().strftime(fmt)
+
+
+class _Generation(Extension):
+    """`{% generation %}...{% endgeneration %}` (transformers' assistant-mask tag) renders its body unchanged: dsc finds
+    assistant spans itself, so templates that mark them still parse and render the same text."""
+
+    tags = {"generation"}
+
+    def parse(self, parser: Parser) -> nodes.Node:
+        lineno = next(parser.stream).lineno
+        body = parser.parse_statements(("name:endgeneration",), drop_needle=True)
+        return nodes.Scope(body).set_lineno(lineno)
+
+
+@lru_cache(maxsize=1)
+def chat_environment() -> BoundedSandbox:
+    """The environment for a model's chat template, set up as transformers' `apply_chat_template` sets up its own
+    (trim_blocks, lstrip_blocks, loop controls, its `tojson`, `raise_exception`, `strftime_now`, `dict`), so that
+    dsc renders the same text; sandboxed and bounded like every other template, undefined names lenient as there."""
+    env = BoundedSandbox(trim_blocks=True, lstrip_blocks=True, extensions=[loopcontrols, _Generation])
+    _bound(env)
+    env.filters["tojson"] = _bounded_filter(_chat_to_json)
+    env.globals["raise_exception"] = _raise_exception
+    env.globals["strftime_now"] = _strftime_now
+    env.globals["dict"] = dict
+    return env
+
+
+@lru_cache(maxsize=16)
+def chat_template(text: str) -> Template:
+    """A compiled chat template, cached per process like `template`."""
+    return chat_environment().from_string(text)

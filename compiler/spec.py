@@ -17,6 +17,7 @@ from typing import Any
 import jsonschema
 import regex
 from dsc.compiler import resources
+from dsc.compiler.chat.chat_spec import ChatSpec, parse_chat
 from dsc.compiler.dedup_spec import DedupSpec, parse_dedup
 from dsc.compiler.errors import Location, Problem, SpecError
 from dsc.compiler.limits import TEMPLATE_PATH_ENV
@@ -155,8 +156,8 @@ class Spec:
     on_invalid: str
     derived: tuple[DerivedSpec, ...]
     system: Template | None
-    prompt: Template
-    response: Template
+    prompt: Template | None  # None for conversations (`chat`)
+    response: Template | None
     history: History | None
     tokenizer: TokenizerSpec
     lengths: Lengths
@@ -169,6 +170,7 @@ class Spec:
     training: TrainingSpec | None = None
     overridden: dict[str, str] = field(default_factory=dict)
     card: CardInfo = CardInfo()
+    chat: ChatSpec | None = None
 
     def where(self, *path: str | int) -> Location:
         """The spec file and line of a key path, for problems found after loading (tokenizer, sources); for a top-level
@@ -183,7 +185,8 @@ class Spec:
         out = [t for t in (self.system,) if t is not None]
         if self.history is not None:
             out += [self.history.prompt, self.history.response]
-        return (*out, self.prompt, self.response)
+        chat = self.chat.template if self.chat is not None else None
+        return tuple(t for t in (*out, self.prompt, self.response, chat) if t is not None)
 
     @property
     def variables(self) -> tuple[str, ...]:
@@ -543,9 +546,17 @@ def load_spec(path: str | Path, overrides: dict[str, Any] | None = None, origins
     variables = [f.name for f in fields] + [d.name for d in derived]
 
     tdata = data["templates"]
+    chat = None
+    if "chat" in tdata:
+        types = {f.name: f.type for f in fields}
+        chat = parse_chat(data, types, lambda raw, path: load_template(raw, path, base, ctx), ctx.fail)
+    elif "conversation" in data:
+        raise ctx.fail(("conversation",), "conversations render with a chat template: add templates: {chat: tokenizer}")
+    elif not {"prompt", "response"} <= set(tdata):
+        raise ctx.fail(("templates",), "needs prompt and response (or chat: for conversations)")
     system = load_template(tdata["system"], ("templates", "system"), base, ctx) if "system" in tdata else None
-    prompt = load_template(tdata["prompt"], ("templates", "prompt"), base, ctx)
-    response = load_template(tdata["response"], ("templates", "response"), base, ctx)
+    prompt = load_template(tdata["prompt"], ("templates", "prompt"), base, ctx) if chat is None else None
+    response = load_template(tdata["response"], ("templates", "response"), base, ctx) if chat is None else None
     history = None
     if "history" in tdata:
         h = tdata["history"]
@@ -567,6 +578,8 @@ def load_spec(path: str | Path, overrides: dict[str, Any] | None = None, origins
         if history and path[1] != "history":
             allowed = allowed + ["round"]
         check_names(names, allowed, "fields", path, ctx, t)
+    if chat is not None:  # dedup compares what the conversation reads; the response side is the conversation itself
+        used = {"templates.chat": {n for n in (chat.messages, chat.tools, chat.system) if n}, "templates.response": {chat.messages}}
 
     tok = data.get("tokenizer", "qwen3")
     tokenizer = TokenizerSpec(name=tok) if isinstance(tok, str) else TokenizerSpec(**tok)
@@ -637,4 +650,5 @@ def load_spec(path: str | Path, overrides: dict[str, Any] | None = None, origins
         card=card,
         training=parse_training(data.get("training"), ctx.fail),
         overridden=ctx.origins,
+        chat=chat,
     )

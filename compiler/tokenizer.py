@@ -22,6 +22,7 @@ from tokenizers import Tokenizer
 _TOKENIZER_FILES = [
     "tokenizer.json",
     "tokenizer_config.json",
+    "chat_template.jinja",
     "special_tokens_map.json",
     "*.model",
     "vocab*",
@@ -91,6 +92,29 @@ def _hash_files(folder: Path) -> str:
             digest.update(name.encode())
             digest.update(f.read_bytes())
     return digest.hexdigest()
+
+
+SPECIAL_TOKEN_NAMES = ("bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token")
+"""The named special tokens transformers hands a chat template as variables (Llama 3's reads `bos_token`)."""
+
+
+def special_tokens(tok: LoadedTokenizer) -> dict[str, str]:
+    """The tokenizer's named special tokens as its config files give them."""
+    found = {name: _special(Path(tok.path), name) for name in SPECIAL_TOKEN_NAMES}
+    return {name: value for name, value in found.items() if value}
+
+
+def tokenizer_chat_template(tok: LoadedTokenizer) -> str | None:
+    """The tokenizer's chat template as transformers finds it: `chat_template.jinja` beside it, else
+    `tokenizer_config.json`'s `chat_template` (the one named `default` when it holds several); None if it has none."""
+    folder = Path(tok.path)
+    if (folder / "chat_template.jinja").is_file():
+        return (folder / "chat_template.jinja").read_text(encoding="utf-8")
+    config = folder / "tokenizer_config.json"
+    found = json.loads(config.read_text(encoding="utf-8")).get("chat_template") if config.is_file() else None
+    if isinstance(found, list):
+        found = next((t.get("template") for t in found if isinstance(t, dict) and t.get("name") == "default"), None)
+    return found if isinstance(found, str) else None
 
 
 def _prefix_ids(backend: Tokenizer) -> list[int]:

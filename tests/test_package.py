@@ -147,11 +147,12 @@ def test_every_built_in_format_builds(tmp_path: Path) -> None:
     for name in names:
         package = dsc.build(FORMATS / f"{name}.yaml", output=tmp_path / name, limit=60).path
         loaded = datasets.load_dataset(str(package))
+        eos_id = json.loads((package / "manifest.json").read_text())["tokenizer"]["eos_id"]
         rows = [r for split in loaded.values() for r in split]
         assert rows, name
         for row in rows:
             assert len(row["input_ids"]) == len(row["labels"])
-            assert row["labels"][-1] == row["input_ids"][-1]  # EOS trained
+            assert [label for label in row["labels"] if label != -100][-1] == eos_id  # EOS (a chat turn's end) trained
             assert all(label in (-100, tok) for label, tok in zip(row["labels"], row["input_ids"], strict=True))
 
 
