@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import FORMATS, run_dsc, tiny_llama_config
+from conftest import FORMATS, REPO, run_dsc, tiny_llama_config
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("peft")
@@ -407,3 +407,34 @@ def test_train_py_reads_the_package_and_pads_exactly_like_dsc_collator(package: 
     lengths = [len(row["input_ids"]) for row in rows]
     padded = max(lengths) * len(lengths)
     assert train_py.padding_share(lengths, len(lengths), 1, seed=0) == pytest.approx(1 - sum(lengths) / padded)
+
+
+def test_gpu_check_prepares_a_carried_package_and_plans_every_run(tmp_path: Path) -> None:
+    """scripts/gpu_check.sh is run on a GPU machine without dsc; here: its CPU half, its dry run and its arguments."""
+    script = REPO / "scripts" / "gpu_check.sh"
+    env = {**os.environ, **ENV, "PYTHONPATH": str(REPO), "LIMIT": "8"}
+
+    def run(*args: str, **extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["bash", str(script), *args], env={**env, **extra}, capture_output=True, text=True, timeout=600)
+
+    assert run().returncode == 2 and run("run", str(tmp_path / "nothing")).returncode == 2
+    assert "is not prepared" in run("run", str(tmp_path / "nothing")).stderr
+    prepared = run("prepare", str(tmp_path / "check"))
+    assert prepared.returncode == 0, prepared.stderr[-3000:]
+    for path in ("package/launch.sh", "package/train.py", "tokenizer/tokenizer.json", "model-config/config.json"):
+        assert (tmp_path / "check" / path).is_file(), path
+    config = json.loads((tmp_path / "check" / "model-config" / "config.json").read_text())
+    embedding = config["vocab_size"] * config["hidden_size"]
+    per_layer = 4 * config["hidden_size"] ** 2 * 3 // 4 + 3 * config["hidden_size"] * config["intermediate_size"]
+    assert 100e6 < embedding + config["num_hidden_layers"] * per_layer < 500e6  # a ~100-500M-parameter model
+
+    planned = run("run", str(tmp_path / "check"), "--dry-run")
+    assert planned.returncode == 0, planned.stderr[-3000:]
+    runs = [line.split(":", 1)[0][3:] for line in planned.stdout.splitlines() if line.startswith("== ") and "launch.sh" in line]
+    expected = ["full", "full+packing", "lora", "lora+packing", "ptuning", "prefix"]
+    expected += [m for m in ("qlora", "qlora+packing") if importlib.util.find_spec("bitsandbytes")]
+    expected += ["deepspeed"] if importlib.util.find_spec("deepspeed") else []
+    assert sorted(runs) == sorted(expected)
+    assert "# devices: CUDA_VISIBLE_DEVICES=0" in planned.stdout and "train.py --model" in planned.stdout
+    assert "--packing" in planned.stdout and not (tmp_path / "check" / "model" / "model.safetensors").exists()
+    assert run("run", str(tmp_path / "check"), "--dry-run", METHODS="full,dora").returncode == 2
