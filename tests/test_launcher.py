@@ -149,7 +149,8 @@ def test_fsdp_config_is_real_fsdp2_for_accelerate(package: Path) -> None:
 
 
 def test_dry_run_for_eight_gpus_full_fine_tuning(package: Path, tiny_model: Path) -> None:
-    plan, command, resolved = dry_run(package, "--gpus", "8", "--method", "full", "--model", str(tiny_model))
+    env = {"DSC_GPU_COUNT": "8"}
+    plan, command, resolved = dry_run(package, "--gpus", "8", "--method", "full", "--model", str(tiny_model), env=env)
     assert plan["devices"] == "CUDA_VISIBLE_DEVICES=0,1,2,3,4,5,6,7" and plan["backend"] == "fsdp"
     # Alpaca: global batch 128 = 8 GPUs x 4 per device x 4 accumulation steps.
     assert plan["batch"] == "4 per device x 8 processes x 4 accumulation steps = global batch 128"
@@ -172,22 +173,25 @@ def test_one_gpu_is_pinned_on_a_host_with_several(package: Path, tiny_model: Pat
     assert resolved["gradient_checkpointing"] is False and resolved["max_steps"] == 3000
 
     env = {"DSC_GPU_COUNT": "3", "CUDA_VISIBLE_DEVICES": "3,5,7"}
-    plan, command, resolved = dry_run(package, "--gpus", "2", "--method", "qlora", *model, env=env)
-    assert plan["devices"] == "CUDA_VISIBLE_DEVICES=3,5" and "--nproc_per_node 2" in command  # LoRA-type: DDP
+    plan, command, resolved = dry_run(package, "--gpus", "2", "--method", "qlora", *model, "--learning_rate", "1e-4", env=env)
+    assert plan["devices"] == "CUDA_VISIBLE_DEVICES=3,5" and plan["backend"] == "ddp"  # adapters: DDP via torchrun
+    assert "-m torch.distributed.run --standalone --nproc_per_node 2" in command and resolved["learning_rate"] == 1e-4
+    assert resolved["peft_config"]["target_modules"] == "all-linear"
     assert plan["batch"] == "4 per device x 2 processes x 2 accumulation steps = global batch 16"  # QLoRA's 16
     assert resolved["quantization"]["load_in_4bit"] == "True" and resolved["quantization"]["bnb_4bit_quant_type"] == "nf4"
     assert (resolved["peft_config"]["r"], resolved["peft_config"]["lora_alpha"]) == (64, 16)
     assert (resolved["optim"], resolved["warmup_ratio"], resolved["lr_scheduler_type"]) == ("paged_adamw_32bit", 0.03, "constant")
 
 
-def test_dry_run_plans_ddp_and_deepspeed(package: Path, tiny_model: Path) -> None:
-    model = ("--model", str(tiny_model))
-    plan, command, resolved = dry_run(package, "--gpus", "8", *model, "--learning_rate", "1e-4")
-    assert "-m torch.distributed.run --standalone --nproc_per_node 8" in command and plan["backend"] == "ddp"  # LoRA
-    assert resolved["learning_rate"] == 1e-4 and resolved["gradient_accumulation_steps"] == 4
-    assert resolved["peft_config"]["target_modules"] == "all-linear" and resolved["peft_config"]["r"] == 8
-    plan, command, _ = dry_run(package, "--gpus", "4", "--backend", "deepspeed", "--method", "full", *model)
+def test_dry_run_plans_deepspeed(package: Path, tiny_model: Path) -> None:
+    env = {"DSC_GPU_COUNT": "4"}
+    plan, command, resolved = dry_run(
+        package, "--gpus", "4", "--backend", "deepspeed", "--method", "full", "--model", str(tiny_model), env=env
+    )
     assert "--nproc_per_node 4" in command and "train.py --deepspeed" in command and "ds_zero3.json" in command
+    assert plan["batch"] == "4 per device x 4 processes x 8 accumulation steps = global batch 128"
+    # A plan can be made without DeepSpeed installed; it says what the run would lack.
+    assert ("pip install deepspeed (--backend deepspeed)" in resolved["missing"]) == (importlib.util.find_spec("deepspeed") is None)
 
 
 def test_launcher_rejects_bad_settings_before_loading(package: Path, tiny_model: Path, tmp_path: Path) -> None:
@@ -252,9 +256,10 @@ def _loss(train_py: ModuleType, model: Any, rows: list[dict[str, list[int]]]) ->
         return model(**train_py.Collator(0)(rows)).loss.item()
 
 
-def check_run(train_py: ModuleType, out: Path, tiny_model: Path, method: str, steps: int) -> dict[str, Any]:
+def check_run(train_py: ModuleType, out: Path, tiny_model: Path, method: str, steps: int, resumed_at: int | None = None) -> dict[str, Any]:
     """The loss fell on the fixed records, every epoch evaluated on the validation split, and the save is what was
-    trained: it loads, scores the training records lower than the untouched model, and generates."""
+    trained: it loads, scores the training records lower than the untouched model, and generates. A run resumed at
+    a checkpoint lacks that step's evaluation: it ran after the save, in the run that was killed."""
     from peft import AutoPeftModelForCausalLM
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -274,7 +279,7 @@ def check_run(train_py: ModuleType, out: Path, tiny_model: Path, method: str, st
     assert _loss(train_py, trained, train) < _loss(train_py, AutoModelForCausalLM.from_pretrained(tiny_model), train) - 0.05
     # One evaluation per epoch (here: per step) whatever stopped the run, on the validation split: the last one is
     # the saved model's loss on the validation records.
-    assert [step for step, _ in summary["eval_losses"]] == list(range(1, steps + 1))
+    assert [step for step, _ in summary["eval_losses"]] == [step for step in range(1, steps + 1) if step != resumed_at]
     assert summary["eval_losses"][-1][1] == pytest.approx(_loss(train_py, trained, validation), abs=1e-4)
 
     assert AutoTokenizer.from_pretrained(out).eos_token == "<|im_end|>"  # the tokenizer is saved beside it
@@ -315,10 +320,9 @@ def test_lora_resumes_after_a_kill_and_trains_on_one_pinned_device(
     resumed_lora: tuple[Path, str], train_py: ModuleType, tiny_model: Path
 ) -> None:
     out, log = resumed_lora
-    summary = check_run(train_py, out, tiny_model, "lora", steps=4)
-    assert summary["resumed_from"] is not None and Path(summary["resumed_from"]).name.startswith("checkpoint-")
-    resumed_at = int(Path(summary["resumed_from"]).name.split("-")[1])
-    assert resumed_at == 2 and f"train.py: resuming from {summary['resumed_from']} (step {resumed_at})" in log
+    summary = check_run(train_py, out, tiny_model, "lora", steps=4, resumed_at=2)
+    assert summary["resumed_from"] == str(out / "checkpoint-2")  # the step count went on from 2: steps 1-4 logged
+    assert f"train.py: resuming from {out / 'checkpoint-2'} (step 2)" in log
     assert summary["devices"] == "0" and summary["processes"] == 1  # --gpus 1 pinned the first of 4
 
 

@@ -126,7 +126,7 @@ if (( DRY_RUN )); then
     cat "$CONFIG_FILE"
   fi
   echo "# resolved configuration (per process):"
-  exec "$PYTHON" "$HERE/train.py" ${ARGS[@]+"${ARGS[@]}"} --dry_run --world_size "$PROCS"
+  exec "$PYTHON" "$HERE/train.py" ${ARGS[@]+"${ARGS[@]}"} ${TRAIN_FLAGS[@]+"${TRAIN_FLAGS[@]}"} --dry_run --world_size "$PROCS"
 fi
 
 # Missing packages (bitsandbytes, deepspeed, peft) or a bad checkpoint fail here, before any process loads anything.

@@ -467,14 +467,15 @@ def batch_plan(settings: dict[str, Any]) -> str:
     )
 
 
-def dry_run(settings: dict[str, Any]) -> None:
-    """Print what a run would use: the settings, the batch arithmetic and the method's adapter config."""
+def dry_run(settings: dict[str, Any], args: argparse.Namespace) -> None:
+    """Print what a run would use: the settings, the batch arithmetic, the method's adapter config, and the packages
+    it would need but cannot import here."""
     plan = dict(settings)
     if settings["method"] in PEFT_METHODS:
         plan["peft_config"] = {k: v for k, v in peft_config(settings).to_dict().items() if v is not None}
     if settings["method"] == "qlora":
         plan["quantization"] = {k: str(v) for k, v in qlora_quantization(settings, _bf16(settings)).items()}
-    plan["missing"] = missing_requirements(settings, argparse.Namespace(deepspeed=None))
+    plan["missing"] = missing_requirements(settings, args)
     plan["package"] = {
         "name": MANIFEST["name"],
         "records": MANIFEST["counts"]["kept"],
@@ -512,7 +513,7 @@ def main(argv: list[str] | None = None) -> None:
         print(" ".join(layer_class(settings) if key == "layer_class" else str(settings[key]) for key in keys))
         return
     if args.dry_run:
-        dry_run(settings)
+        dry_run(settings, args)
         return
     check(settings, args)
     if args.check:
