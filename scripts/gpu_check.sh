@@ -87,22 +87,16 @@ if (( ! DRY_RUN )); then
 fi
 
 echo "== random-initialized model -> $MODEL"
-"$PYTHON" - "$DIR" "$DRY_RUN" <<'EOF'
-import shutil
+mkdir -p "$MODEL"
+cp "$DIR"/tokenizer/* "$DIR/model-config/config.json" "$MODEL/"   # a dry run's plan needs no more than these
+(( DRY_RUN )) || "$PYTHON" - "$MODEL" <<'EOF'
 import sys
-from pathlib import Path
 
 import torch
 from transformers import AutoConfig, LlamaForCausalLM
 
-root, dry = Path(sys.argv[1]), sys.argv[2] == "1"
-model = root / "model"
-config = AutoConfig.from_pretrained(root / "model-config")
-shutil.copytree(root / "tokenizer", model, dirs_exist_ok=True)
-if dry:
-    config.save_pretrained(model)  # the plan needs the config and tokenizer only
-    print(f"{config.model_type}: hidden {config.hidden_size}, {config.num_hidden_layers} layers, vocab {config.vocab_size}")
-    sys.exit(0)
+model = sys.argv[1]
+config = AutoConfig.from_pretrained(model)
 torch.manual_seed(0)
 with torch.device("cuda"):
     net = LlamaForCausalLM(config)

@@ -31,7 +31,8 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("peft")
 
 LAUNCHER_FILES = ("train.py", "launch.sh", "accelerate_fsdp.yaml", "ds_zero3.json", "training.json")
-ENV = {"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "PYTHON": sys.executable}
+ENV = {"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "PYTHON": sys.executable, "OMP_NUM_THREADS": "1"}
+"""One thread per training process: the models are tiny, and the tests share their cores with each other."""
 
 
 @pytest.fixture(scope="module")

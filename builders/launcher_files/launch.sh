@@ -111,7 +111,7 @@ esac
 CMD+=(${ARGS[@]+"${ARGS[@]}"})
 
 if (( DRY_RUN )); then
-  echo "# GPUs: $GPUS of $VISIBLE visible"
+  if (( GPUS )); then echo "# GPUs: $GPUS of $VISIBLE visible"; else echo "# GPUs: none (the CPU)"; fi
   echo "# devices: CUDA_VISIBLE_DEVICES=${DEVICES:-'' (the CPU)}"
   echo "# method: $METHOD"
   echo "# backend: $BACKEND"
