@@ -227,8 +227,8 @@ def load_splits() -> dict[str, Records]:
 
 
 def padding_share(lengths: list[int], batch_size: int, multiple_of: int, seed: int) -> float:
-    """The share of a padded batch's tokens that are padding, over one shuffled pass of batches as the Trainer draws
-    them (each padded to its longest record, rounded up to multiple_of)."""
+    """The share of padding in padded batches, over one shuffled pass of batches like those the Trainer's random
+    sampler draws (each padded to its longest record, rounded up to multiple_of)."""
     order = list(range(len(lengths)))
     random.Random(seed).shuffle(order)
     real = padded = 0
@@ -265,7 +265,8 @@ class Collator:
 
 class PackingCollator:
     """Padding-free: the batch's records end to end in one row, with position_ids restarting at 0 in each record and
-    no attention_mask. From such position_ids transformers (4.54 and later, so 5.x) builds a block-diagonal causal
+    no attention_mask. From such position_ids transformers 5 (masking_utils.find_packed_sequence_indices, used when
+    there is neither an attention_mask nor a KV cache: load_model turns the cache off) builds a block-diagonal causal
     mask for sdpa and eager attention and runs flash attention's varlen kernels, so no token attends across records.
     Each record's first label is -100: the loss shifts labels by one, and the last token of one record must not be
     trained to predict the first token of the next. Unpacked, that label is never a target either, so the loss of a
