@@ -257,12 +257,12 @@ def _loss(train_py: ModuleType, model: Any, rows: list[dict[str, list[int]]]) ->
         return model(**train_py.Collator(0)(rows)).loss.item()
 
 
-def check_run(train_py: ModuleType, out: Path, tiny_model: Path, method: str, steps: int, resumed_at: int | None = None) -> dict[str, Any]:
-    """The loss fell on the fixed records, every epoch evaluated on the validation split, and the save is what was
-    trained: it loads, scores the training records lower than the untouched model, and generates. A run resumed at
-    a checkpoint lacks that step's evaluation: it ran after the save, in the run that was killed."""
+def check_run(train_py: ModuleType, out: Path, tiny_model: Path, method: str, steps: int, evaluated: list[int]) -> dict[str, Any]:
+    """The loss fell on the fixed records, the validation split was evaluated at the `evaluated` steps (each epoch's
+    end and where max_steps stopped the run), and the save is what was trained: it loads, scores the training records
+    lower than the untouched model, and generates."""
     from peft import AutoPeftModelForCausalLM
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
     summary = json.loads((out / "train_summary.json").read_text())
     losses = [loss for _, loss in summary["losses"]]
@@ -280,10 +280,10 @@ def check_run(train_py: ModuleType, out: Path, tiny_model: Path, method: str, st
     assert _loss(train_py, trained, train) < _loss(train_py, AutoModelForCausalLM.from_pretrained(tiny_model), train) - 0.05
     # One evaluation per epoch (here: per step) whatever stopped the run, on the validation split: the last one is
     # the saved model's loss on the validation records.
-    assert [step for step, _ in summary["eval_losses"]] == [step for step in range(1, steps + 1) if step != resumed_at]
+    assert [step for step, _ in summary["eval_losses"]] == evaluated
     assert summary["eval_losses"][-1][1] == pytest.approx(_loss(train_py, trained, validation), abs=1e-4)
 
-    assert AutoTokenizer.from_pretrained(out).eos_token == "<|im_end|>"  # the tokenizer is saved beside it
+    assert json.loads((out / "tokenizer_config.json").read_text())["eos_token"] == "<|im_end|>"  # saved beside it
     first = train[0]
     prompt = torch.tensor([first["input_ids"][: first["labels"].index(next(x for x in first["labels"] if x != -100))]])
     generated = trained.generate(input_ids=prompt, max_new_tokens=4, min_new_tokens=4, do_sample=False)
@@ -321,7 +321,8 @@ def test_lora_resumes_after_a_kill_and_trains_on_one_pinned_device(
     resumed_lora: tuple[Path, str], train_py: ModuleType, tiny_model: Path
 ) -> None:
     out, log = resumed_lora
-    summary = check_run(train_py, out, tiny_model, "lora", steps=4, resumed_at=2)
+    # Each step is an epoch; step 2's evaluation ran after its checkpoint was saved, in the run that was killed.
+    summary = check_run(train_py, out, tiny_model, "lora", steps=4, evaluated=[1, 3, 4])
     assert summary["resumed_from"] == str(out / "checkpoint-2")  # the step count went on from 2: steps 1-4 logged
     assert f"train.py: resuming from {out / 'checkpoint-2'} (step 2)" in log
     assert summary["devices"] == "0" and summary["processes"] == 1  # --gpus 1 pinned the first of 4
@@ -329,10 +330,12 @@ def test_lora_resumes_after_a_kill_and_trains_on_one_pinned_device(
 
 def test_full_fine_tuning_with_packing(package: Path, train_py: ModuleType, tiny_model: Path, tmp_path: Path) -> None:
     out = tmp_path / "full"
-    args = ["--gpus", "0", "--method", "full", "--model", str(tiny_model), "--output_dir", str(out), "--max_steps", "4"]
-    result = launch(package, *args, *SHORT, "--save_steps", "100", "--learning_rate", "1e-3", "--packing")
+    args = ["--gpus", "0", "--method", "full", "--model", str(tiny_model), "--output_dir", str(out)]
+    args += ["--max_steps", "5", *SHORT, "--per_device_train_batch_size", "3", "--global_batch_size", "3"]
+    result = launch(package, *args, "--save_steps", "100", "--learning_rate", "1e-3", "--packing")
     assert result.returncode == 0, result.stderr[-3000:]
-    summary = check_run(train_py, out, tiny_model, "full", steps=4)
+    # 3 records a step, 2 steps an epoch: evaluated at the end of each epoch and where max_steps stopped the third.
+    summary = check_run(train_py, out, tiny_model, "full", steps=5, evaluated=[2, 4, 5])
     assert summary["packing"] is True and summary["devices"] == ""
     share = summary["padding_share_unpacked"]
     assert 0 < share < 1 and f"padding is {share:.1%} of the tokens in padded batches; 0.0% with --packing" in result.stderr
@@ -351,7 +354,7 @@ def test_prefix_and_prompt_methods_train(method: str, train_py: ModuleType, tiny
     out = tmp_path / method
     args = ["--method", method, "--model", str(tiny_model), "--output_dir", str(out), "--max_steps", "4", *SHORT]
     train_py.main([*args, "--save_steps", "100", *IN_PROCESS[method]])
-    check_run(train_py, out, tiny_model, method, steps=4)
+    check_run(train_py, out, tiny_model, method, steps=4, evaluated=[1, 2, 3, 4])
 
 
 @pytest.mark.parametrize("attention", ["sdpa", "eager"])
