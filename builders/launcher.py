@@ -55,15 +55,17 @@ def _card(training: TrainingSpec) -> str:
     chosen = "the spec's `training:` section" if training.from_spec else "dsc's default (the spec has no `training:`)"
     return f"""## Train on it
 
-This package carries a launcher: `train.py` (transformers + peft, reads `data/` directly), `launch.sh` (one process
-on one GPU or the CPU; FSDP2 via `accelerate_fsdp.yaml` for full fine-tuning across several GPUs, DDP for adapters,
-DeepSpeed ZeRO-3 via `ds_zero3.json` with `--backend deepspeed`) and `training.json` (method, model, recipes).
+This package carries a launcher: `train.py` (transformers + peft, reads `data/` with pyarrow, evaluates on the
+validation split, resumes from its checkpoints), `launch.sh` (one process per GPU, pinned with CUDA_VISIBLE_DEVICES,
+or the CPU; FSDP2 via `accelerate_fsdp.yaml` for full fine-tuning across several GPUs, DDP for adapters, DeepSpeed
+ZeRO-3 via `ds_zero3.json` with `--backend deepspeed`) and `training.json` (method, model, recipes).
 Method `{training.method}` on `{training.model}`, from {chosen}; recipe: {RECIPE_SOURCES[training.method]}.
 
 ```bash
-./launch.sh --dry-run                          # the command and every resolved setting, nothing run
+./launch.sh --dry-run                          # devices, batch plan, command and every resolved setting; nothing run
 ./launch.sh                                    # all visible GPUs; the global batch is kept by gradient accumulation
 ./launch.sh --gpus 1 --method lora --learning_rate 1e-4 --num_train_epochs 1
+./launch.sh --packing                          # padding-free batches (full, lora, qlora)
 ```
 """
 

@@ -47,8 +47,11 @@ _COMMON: dict[str, Any] = {
 }
 
 _LORA: dict[str, Any] = {
-    "lora_r": 16,
-    "lora_alpha": 32,
+    # tloen/alpaca-lora finetune.py (commit 0003a00): r 8, alpha 16, dropout 0.05. Its targets, q_proj and v_proj,
+    # are Llama's names; every linear layer is what QLoRA (Dettmers et al. 2023, section 4) found needed to match
+    # full fine-tuning, and "all-linear" works for any architecture.
+    "lora_r": 8,
+    "lora_alpha": 16,
     "lora_dropout": 0.05,
     "lora_target_modules": "all-linear",
 }
@@ -61,17 +64,28 @@ _NO_CHECKPOINTING = {"gradient_checkpointing": False}
 
 RECIPES: dict[str, dict[str, Any]] = {
     "full": dict(_COMMON),
-    "lora": {**_COMMON, "learning_rate": 2e-4, **_LORA},
+    "lora": {
+        **_COMMON,
+        # tloen/alpaca-lora finetune.py (commit 0003a00): lr 3e-4, batch 128 (4 per device), 3 epochs, AdamW, and
+        # TrainingArguments' linear schedule with 100 warmup steps, about 0.085 of its ~1,170 steps (alpaca-cleaned's
+        # 51,760 records less 2,000 for validation, / 128, x 3 epochs).
+        "learning_rate": 3e-4,
+        "lr_scheduler_type": "linear",
+        "warmup_ratio": 0.085,
+        **_LORA,
+    },
     "qlora": {
         **_COMMON,
-        # QLoRA (Dettmers et al. 2023) for 7B-13B models: NF4 with double quantization, LoRA on every linear layer
-        # with r 64, alpha 16, dropout 0.1, lr 2e-4, constant schedule, paged AdamW, max grad norm 0.3, batch 16.
+        # QLoRA, artidoro/qlora scripts/finetune_guanaco_7b.sh (commit 0b46ca8): NF4 with double quantization, LoRA on
+        # every linear layer with r 64, alpha 16, dropout 0.1, lr 2e-4, constant schedule after warmup ratio 0.03,
+        # max grad norm 0.3, weight decay 0, batch 16 (4 per device x 4 accumulation steps), 1,875 steps x 16 = 3.05
+        # epochs of its 9,846 records (so 3 epochs here); paged AdamW is qlora.py's default optimizer.
         "learning_rate": 2e-4,
         "lr_scheduler_type": "constant",
-        "warmup_ratio": 0.0,
+        "warmup_ratio": 0.03,
         "max_grad_norm": 0.3,
         "optim": "paged_adamw_32bit",
-        "per_device_train_batch_size": 1,
+        "per_device_train_batch_size": 4,
         "global_batch_size": 16,
         **_LORA,
         "lora_r": 64,
@@ -82,8 +96,9 @@ RECIPES: dict[str, dict[str, Any]] = {
     },
     "ptuning": {
         **_COMMON,
-        # ChatGLM-6B's P-Tuning v2 (ptuning/train.sh): PRE_SEQ_LEN 128, LR 2e-2, batch 1 x 16 accumulation steps,
-        # 3000 steps, linear schedule without warmup, no prefix projection unless asked for.
+        # THUDM/ChatGLM-6B ptuning/train.sh (commit ea682a6): PRE_SEQ_LEN 128, LR 2e-2, batch 1 x 16 accumulation
+        # steps, 3000 steps, logging 10, save 1000, TrainingArguments' linear schedule without warmup, no prefix
+        # projection (main.py's default) unless asked for.
         **_NO_CHECKPOINTING,
         "learning_rate": 2e-2,
         "lr_scheduler_type": "linear",
@@ -127,9 +142,11 @@ RECIPES: dict[str, dict[str, Any]] = {
 
 RECIPE_SOURCES = {
     "full": "Stanford Alpaca (Taori et al. 2023): lr 2e-5, 3 epochs, warmup 0.03, cosine, weight decay 0, batch 128",
-    "lora": "Alpaca's schedule and batch with LoRA's usual r 16, alpha 32, dropout 0.05 on all linear layers, lr 2e-4",
-    "qlora": "QLoRA (Dettmers et al. 2023): NF4 double-quant, r 64, alpha 16, dropout 0.1, lr 2e-4, constant, batch 16",
-    "ptuning": "ChatGLM-6B P-Tuning v2 (ptuning/train.sh): pre_seq_len 128, lr 2e-2, batch 16, 3000 steps",
+    "lora": "tloen/alpaca-lora finetune.py (0003a00): r 8, alpha 16, dropout 0.05, lr 3e-4, linear, 100 warmup steps "
+    "(0.085), batch 128, 3 epochs; all linear layers as in QLoRA section 4",
+    "qlora": "QLoRA, artidoro/qlora scripts/finetune_guanaco_7b.sh (0b46ca8): NF4 double-quant, r 64, alpha 16, "
+    "dropout 0.1, lr 2e-4, constant, warmup 0.03, max grad norm 0.3, batch 16",
+    "ptuning": "ChatGLM-6B P-Tuning v2 (ptuning/train.sh, ea682a6): pre_seq_len 128, lr 2e-2, batch 16, 3000 steps",
     "prefix": "Prefix-tuning (Li & Liang 2021): prefix 10 via a 512-wide MLP, lr 5e-5, 10 epochs, batch 5",
     "prompt": "Prompt tuning (Lester et al. 2021): 100 tokens from sampled vocab, Adafactor, lr 0.3, batch 32",
 }

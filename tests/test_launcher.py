@@ -1,8 +1,11 @@
-"""The launcher in every package: its files, launch.sh's plans for 1 and 8 GPUs, and real CPU runs of every method.
+"""The launcher in every package: its files, launch.sh's plans (devices, processes, batch), and real CPU runs.
 
-The runs use a package built from alpaca.yaml (8 records, 64 tokens at most) and a tiny random Llama saved with the
-Qwen3 tokenizer the package was built with; each overfits the 6 training records and must lower their loss, save a
-model or adapter, and that save must load back, score the records lower than the untouched model does, and generate.
+The runs use one package built from alpaca.yaml (6 training and 2 validation records, 64 tokens at most) and a tiny
+random Llama saved with the Qwen3 tokenizer the package was built with. LoRA and full fine-tuning run through
+launch.sh as a user would (LoRA killed after its first checkpoint and started again, full with --packing); the prefix
+and prompt methods run the package's train.py in this process, which saves a Python start-up and its imports each.
+Every run must lower the loss of its records, evaluate on the validation split, save what it trained, and that save
+must load back, score the records lower than the untouched model does, and generate.
 """
 
 from __future__ import annotations
@@ -12,19 +15,24 @@ import importlib.util
 import json
 import math
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
 import yaml
-from conftest import FORMATS, run_dsc, tiny_llama_config
+from conftest import FORMATS, REPO, run_dsc, tiny_llama_config
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("peft")
 
 LAUNCHER_FILES = ("train.py", "launch.sh", "accelerate_fsdp.yaml", "ds_zero3.json", "training.json")
+ENV = {"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "PYTHON": sys.executable, "OMP_NUM_THREADS": "1"}
+"""One thread per training process: the models are tiny, and the tests share their cores with each other."""
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +48,7 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
         intermediate_size=64,
         num_key_value_heads=1,
         max_position_embeddings=256,
-        initializer_range=0.5,  # wide enough that 8 steps visibly move the loss of a 16-wide model
+        initializer_range=0.5,  # wide enough that a few steps visibly move the loss of a 16-wide model
         tie_word_embeddings=True,
         bos_token_id=None,
     )
@@ -56,26 +64,38 @@ def package(tmp_path_factory: pytest.TempPathFactory) -> Path:
     import dsc
 
     out = tmp_path_factory.mktemp("pkg") / "alpaca"
-    return dsc.build(
-        FORMATS / "alpaca.yaml", output=out, limit=8, lengths={"max_length": 64}, split={"validation": 2}
-    ).path
+    return dsc.build(FORMATS / "alpaca.yaml", output=out, limit=8, lengths={"max_length": 64}, split={"validation": 2}).path
 
 
-def launch(pkg: Path, *args: str) -> subprocess.CompletedProcess[str]:
+@pytest.fixture(scope="module")
+def train_py(package: Path) -> ModuleType:
+    """The package's own train.py, imported (it reads training.json and manifest.json beside it)."""
+    spec = importlib.util.spec_from_file_location("package_train", package / "train.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def launch(pkg: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """Run the package's launch.sh the way a user would, with this interpreter and no network."""
-    env = {**os.environ, "PYTHON": sys.executable, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     return subprocess.run(
-        ["bash", str(pkg / "launch.sh"), *args], cwd=pkg, env=env, capture_output=True, text=True, timeout=600
+        ["bash", str(pkg / "launch.sh"), *args],
+        cwd=pkg,
+        env={**os.environ, **ENV, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
 
 
-def dry_run(pkg: Path, *args: str) -> tuple[str, dict[str, Any]]:
-    """The command line launch.sh would run, and the configuration train.py resolved."""
-    result = launch(pkg, "--dry-run", *args)
+def dry_run(pkg: Path, *args: str, env: dict[str, str] | None = None) -> tuple[dict[str, str], str, dict[str, Any]]:
+    """launch.sh's plan (the '# key: value' lines), the command line it would run, and train.py's configuration."""
+    result = launch(pkg, "--dry-run", *args, env=env)
     assert result.returncode == 0, result.stderr
     head, _, resolved = result.stdout.partition("# resolved configuration (per process):\n")
-    command = head.split("# command:\n", 1)[1].splitlines()[0]
-    return command, json.loads(resolved)
+    lines = head.split("# command:\n", 1)
+    plan = dict(line[2:].split(": ", 1) for line in lines[0].splitlines())
+    return plan, lines[1].splitlines()[0], json.loads(resolved)
 
 
 def test_every_package_carries_the_launcher(package: Path) -> None:
@@ -92,12 +112,13 @@ def test_every_package_carries_the_launcher(package: Path) -> None:
 
 
 def test_train_py_imports_nothing_but_the_training_stack(package: Path) -> None:
-    allowed = {"torch", "transformers", "datasets", "peft", "accelerate"}
+    """A GPU image holds torch, transformers, accelerate, peft and pyarrow, not datasets or dsc: that must suffice."""
+    allowed = {"torch", "transformers", "peft", "accelerate", "pyarrow"}
     tree = ast.parse((package / "train.py").read_text())
     imported = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
     imported |= {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
     assert imported - set(sys.stdlib_module_names) - {"__future__"} <= allowed
-    assert "dsc" not in imported and "compiler" not in imported
+    assert "dsc" not in imported and "datasets" not in imported
 
 
 def test_fsdp_config_is_real_fsdp2_for_accelerate(package: Path) -> None:
@@ -129,59 +150,79 @@ def test_fsdp_config_is_real_fsdp2_for_accelerate(package: Path) -> None:
 
 
 def test_dry_run_for_eight_gpus_full_fine_tuning(package: Path, tiny_model: Path) -> None:
-    command, resolved = dry_run(package, "--gpus", "8", "--method", "full", "--model", str(tiny_model))
+    env = {"DSC_GPU_COUNT": "8"}
+    plan, command, resolved = dry_run(package, "--gpus", "8", "--method", "full", "--model", str(tiny_model), env=env)
+    assert plan["devices"] == "CUDA_VISIBLE_DEVICES=0,1,2,3,4,5,6,7" and plan["backend"] == "fsdp"
+    # Alpaca: global batch 128 = 8 GPUs x 4 per device x 4 accumulation steps.
+    assert plan["batch"] == "4 per device x 8 processes x 4 accumulation steps = global batch 128"
     assert "-m accelerate.commands.launch --config_file" in command and "accelerate_fsdp.yaml" in command
     assert "--num_processes 8 --fsdp_transformer_layer_cls_to_wrap LlamaDecoderLayer" in command
-    # Alpaca: global batch 128 = 8 GPUs x 4 per device x 4 accumulation steps.
-    assert (resolved["world_size"], resolved["gradient_accumulation_steps"], resolved["effective_batch_size"]) == (
-        8,
-        4,
-        128,
-    )
-    assert (resolved["learning_rate"], resolved["lr_scheduler_type"], resolved["warmup_ratio"]) == (
-        2e-5,
-        "cosine",
-        0.03,
-    )
+    assert (resolved["world_size"], resolved["gradient_accumulation_steps"], resolved["effective_batch_size"]) == (8, 4, 128)
+    assert (resolved["learning_rate"], resolved["lr_scheduler_type"], resolved["warmup_ratio"]) == (2e-5, "cosine", 0.03)
 
 
-def test_dry_run_plans_ddp_deepspeed_and_one_process(package: Path, tiny_model: Path) -> None:
+def test_one_gpu_is_pinned_on_a_host_with_several(package: Path, tiny_model: Path) -> None:
+    """--gpus 1 where 4 GPUs are visible (DSC_GPU_COUNT stands in for them) runs one process that sees one GPU, so
+    the Trainer cannot wrap the model in DataParallel; --gpus N takes the first N of CUDA_VISIBLE_DEVICES."""
     model = ("--model", str(tiny_model))
-    command, resolved = dry_run(package, "--gpus", "8", *model, "--learning_rate", "1e-4")
-    assert "-m torch.distributed.run --standalone --nproc_per_node 8" in command  # LoRA: DDP
-    assert resolved["learning_rate"] == 1e-4 and resolved["gradient_accumulation_steps"] == 4
-    assert resolved["peft_config"]["target_modules"] == "all-linear" and resolved["peft_config"]["r"] == 16
-    command, _ = dry_run(package, "--gpus", "4", "--backend", "deepspeed", "--method", "full", *model)
-    assert "--nproc_per_node 4" in command and "train.py --deepspeed" in command and "ds_zero3.json" in command
-    command, resolved = dry_run(package, "--gpus", "1", "--method", "ptuning", *model)
-    assert (
-        "torch.distributed" not in command and "accelerate" not in command and command.split()[1].endswith("train.py")
-    )
-    assert (
-        resolved["peft_config"]["peft_type"] == "PREFIX_TUNING" and resolved["peft_config"]["num_virtual_tokens"] == 128
-    )
-    assert resolved["gradient_accumulation_steps"] == 16 and resolved["gradient_checkpointing"] is False
+    plan, command, resolved = dry_run(package, "--gpus", "1", "--method", "ptuning", *model, env={"DSC_GPU_COUNT": "4"})
+    assert (plan["GPUs"], plan["devices"], plan["processes"]) == ("1 of 4 visible", "CUDA_VISIBLE_DEVICES=0", "1")
+    assert command.startswith("CUDA_VISIBLE_DEVICES=0 ") and command.split()[2].endswith("train.py")
+    assert "torch.distributed" not in command and "accelerate" not in command
+    assert plan["batch"] == "1 per device x 1 processes x 16 accumulation steps = global batch 16"  # ChatGLM's
+    assert resolved["peft_config"]["peft_type"] == "PREFIX_TUNING" and resolved["peft_config"]["num_virtual_tokens"] == 128
+    assert resolved["gradient_checkpointing"] is False and resolved["max_steps"] == 3000
 
-
-def test_qlora_plan_is_written_and_checked(package: Path, tiny_model: Path) -> None:
-    command, resolved = dry_run(package, "--gpus", "2", "--method", "qlora", "--model", str(tiny_model))
-    assert "--nproc_per_node 2" in command
-    assert (
-        resolved["quantization"]["load_in_4bit"] == "True" and resolved["quantization"]["bnb_4bit_quant_type"] == "nf4"
-    )
+    env = {"DSC_GPU_COUNT": "3", "CUDA_VISIBLE_DEVICES": "3,5,7"}
+    plan, command, resolved = dry_run(package, "--gpus", "2", "--method", "qlora", *model, "--learning_rate", "1e-4", env=env)
+    assert plan["devices"] == "CUDA_VISIBLE_DEVICES=3,5" and plan["backend"] == "ddp"  # adapters: DDP via torchrun
+    assert "-m torch.distributed.run --standalone --nproc_per_node 2" in command and resolved["learning_rate"] == 1e-4
+    assert resolved["peft_config"]["target_modules"] == "all-linear"
+    assert plan["batch"] == "4 per device x 2 processes x 2 accumulation steps = global batch 16"  # QLoRA's 16
+    assert resolved["quantization"]["load_in_4bit"] == "True" and resolved["quantization"]["bnb_4bit_quant_type"] == "nf4"
     assert (resolved["peft_config"]["r"], resolved["peft_config"]["lora_alpha"]) == (64, 16)
-    assert resolved["optim"] == "paged_adamw_32bit" and resolved["gradient_accumulation_steps"] == 8
+    assert (resolved["optim"], resolved["warmup_ratio"], resolved["lr_scheduler_type"]) == ("paged_adamw_32bit", 0.03, "constant")
 
 
-def test_launcher_rejects_settings_of_another_method(package: Path) -> None:
+def test_dry_run_plans_deepspeed(package: Path, tiny_model: Path) -> None:
+    env = {"DSC_GPU_COUNT": "4"}
+    plan, command, resolved = dry_run(
+        package, "--gpus", "4", "--backend", "deepspeed", "--method", "full", "--model", str(tiny_model), env=env
+    )
+    assert "--nproc_per_node 4" in command and "train.py --deepspeed" in command and "ds_zero3.json" in command
+    assert plan["batch"] == "4 per device x 4 processes x 8 accumulation steps = global batch 128"
+    # A plan can be made without DeepSpeed installed; it says what the run would lack.
+    assert ("pip install deepspeed (--backend deepspeed)" in resolved["missing"]) == (importlib.util.find_spec("deepspeed") is None)
+
+
+def test_launcher_rejects_bad_settings_before_loading(package: Path, tiny_model: Path, tmp_path: Path) -> None:
+    """Mistakes and missing packages fail in a second, with the reason, before a process loads data or a model."""
     result = launch(package, "--dry-run", "--method", "prefix", "--lora_r", "8")
     assert result.returncode != 0
     assert "--lora_r does not apply to method 'prefix' (it applies to lora, qlora)" in result.stderr
     result = launch(package, "--dry-run", "--backend", "zero", "--gpus", "2")
     assert result.returncode == 2 and "--backend must be fsdp, ddp or deepspeed" in result.stderr
+    result = launch(package, "--gpus", "2", "--max_steps", "1")
+    assert result.returncode == 2 and "--gpus 2, but 0 GPU(s) are visible" in result.stderr
+
+    model = ("--gpus", "0", "--model", str(tiny_model), "--output_dir", str(tmp_path / "out"))
+    refusals = {
+        ("--resume_from_checkpoint", str(tmp_path)): "not a complete checkpoint (no trainer_state.json in it)",
+        ("--resume_from_checkpoint", "latest"): "--resume_from_checkpoint latest: no checkpoint-N folder in",
+        ("--method", "prefix", "--packing"): "--packing works with full, lora, qlora: method 'prefix'",
+    }
+    if importlib.util.find_spec("bitsandbytes") is None:
+        refusals[("--method", "qlora")] = "pip install bitsandbytes"
+    for args, message in refusals.items():
+        result = launch(package, *model, *args)
+        assert result.returncode == 2 and message in result.stderr, (args, result.stderr[-2000:])
+        assert "Traceback" not in result.stderr and "Loading weights" not in result.stderr + result.stdout
+    if importlib.util.find_spec("deepspeed") is None:
+        result = launch(package, "--gpus", "2", "--backend", "deepspeed", "--method", "full", env={"DSC_GPU_COUNT": "2"})
+        assert result.returncode == 2 and "pip install deepspeed" in result.stderr
 
 
-def test_model_with_another_tokenizer_is_refused(package: Path, tiny_model: Path, tmp_path: Path) -> None:
+def test_model_with_another_tokenizer_is_refused(train_py: ModuleType, tiny_model: Path, tmp_path: Path) -> None:
     """A model whose tokenizer gives the package's EOS another id would train on garbage: train.py says so."""
     from tokenizers import Tokenizer, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
@@ -190,86 +231,152 @@ def test_model_with_another_tokenizer_is_refused(package: Path, tiny_model: Path
     backend.pre_tokenizer = pre_tokenizers.Whitespace()
     backend.train_from_iterator(["a tiny corpus of words"], trainers.BpeTrainer(special_tokens=["<unk>", "<|im_end|>"]))
     other = tmp_path / "other"
-    for name in ("config.json", "model.safetensors"):
-        other.mkdir(exist_ok=True)
-        (other / name).write_bytes((tiny_model / name).read_bytes())
     PreTrainedTokenizerFast(tokenizer_object=backend, eos_token="<|im_end|>").save_pretrained(other)
-    result = launch(package, "--gpus", "0", "--model", str(other), "--max_steps", "1")
-    assert result.returncode != 0
-    assert "the package was tokenized with 'qwen3'" in result.stderr and "rebuild the package" in result.stderr
+    settings, _ = train_py.resolve(["--model", str(other)])
+    with pytest.raises(SystemExit) as refused:
+        train_py.load_tokenizer(settings)
+    assert "the package was tokenized with 'qwen3'" in str(refused.value) and "rebuild the package" in str(refused.value)
 
 
-METHOD_RUNS = {
-    # method: overrides for a tiny random model (recipes' rates are for real models; ptuning and prompt keep theirs)
-    "full": ["--learning_rate", "1e-3"],
-    "lora": ["--learning_rate", "1e-2", "--eval_strategy", "steps", "--eval_steps", "4"],
-    "prefix": ["--learning_rate", "3e-2", "--num_virtual_tokens", "8", "--encoder_hidden_size", "32"],
-    "ptuning": ["--learning_rate", "5e-2", "--num_virtual_tokens", "16"],
-    "prompt": ["--num_virtual_tokens", "8"],
-}
+# ---- real runs ----
+
+SHORT = ["--per_device_train_batch_size", "6", "--global_batch_size", "6", "--logging_steps", "1", "--warmup_ratio", "0"]
+SHORT += ["--lr_scheduler_type", "constant"]
+"""Every step one pass over the 6 training records (so one epoch, and one evaluation, per step), every step logged,
+at a constant rate (so each of the few steps counts)."""
 
 
-def _mean_loss(model: Any, rows: list[dict[str, list[int]]]) -> float:
+def _rows(train_py: ModuleType, split: str) -> list[dict[str, list[int]]]:
+    records = train_py.load_splits()[split]
+    return [records[i] for i in range(len(records))]
+
+
+def _loss(train_py: ModuleType, model: Any, rows: list[dict[str, list[int]]]) -> float:
+    """The loss of the rows as one padded batch: token-weighted, as the Trainer's evaluation computes it."""
     with torch.no_grad():
-        losses = [
-            model(input_ids=torch.tensor([r["input_ids"]]), labels=torch.tensor([r["labels"]])).loss.item()
-            for r in rows
-        ]
-    return sum(losses) / len(losses)
+        return model(**train_py.Collator(0)(rows)).loss.item()
 
 
-def short_run(max_steps: int) -> list[str]:
-    """Launcher flags for a few steps over the package's 6 training records, every step logged."""
-    return ["--max_steps", str(max_steps), "--per_device_train_batch_size", "6", "--global_batch_size", "6", "--logging_steps", "1"]
-
-
-@pytest.mark.parametrize("method", list(METHOD_RUNS))
-def test_launcher_trains_every_method_on_cpu(method: str, package: Path, tiny_model: Path, tmp_path: Path) -> None:
-    import datasets
+def check_run(train_py: ModuleType, out: Path, tiny_model: Path, method: str, steps: int, evaluated: list[int]) -> dict[str, Any]:
+    """The loss fell on the fixed records, the validation split was evaluated at the `evaluated` steps (each epoch's
+    end and where max_steps stopped the run), and the save is what was trained: it loads, scores the training records
+    lower than the untouched model, and generates."""
     from peft import AutoPeftModelForCausalLM
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    out = tmp_path / method
-    steps = short_run(8)
-    args = ["--gpus", "0", "--method", method, "--model", str(tiny_model), "--output_dir", str(out), *steps]
-    result = launch(package, *args, "--save_steps", "100", *METHOD_RUNS[method])
-    assert result.returncode == 0, result.stderr[-3000:]
+    from transformers import AutoModelForCausalLM
 
     summary = json.loads((out / "train_summary.json").read_text())
     losses = [loss for _, loss in summary["losses"]]
-    assert summary["steps"] == 8 and len(losses) == 8
+    assert summary["steps"] == steps and [step for step, _ in summary["losses"]] == list(range(1, steps + 1))
     assert all(math.isfinite(x) for x in losses)
     assert losses[-1] < losses[0] - 0.05, losses  # the same 6 records every step: overfitting must lower the loss
     assert summary["tokens"] > 0 and summary["tokens_per_second"] > 0
 
-    rows = list(datasets.load_dataset("parquet", data_files=str(package / "data/train-*.parquet"), split="train"))
-    base = AutoModelForCausalLM.from_pretrained(tiny_model)
     if method == "full":
         trained = AutoModelForCausalLM.from_pretrained(out)
     else:
         assert (out / "adapter_config.json").is_file() and not (out / "model.safetensors").exists()
         trained = AutoPeftModelForCausalLM.from_pretrained(out)
-    assert _mean_loss(trained, rows) < _mean_loss(base, rows) - 0.05  # what was saved is what was trained
+    train, validation = _rows(train_py, "train"), _rows(train_py, "validation")
+    assert _loss(train_py, trained, train) < _loss(train_py, AutoModelForCausalLM.from_pretrained(tiny_model), train) - 0.05
+    # One evaluation per epoch (here: per step) whatever stopped the run, on the validation split: the last one is
+    # the saved model's loss on the validation records.
+    assert [step for step, _ in summary["eval_losses"]] == evaluated
+    assert summary["eval_losses"][-1][1] == pytest.approx(_loss(train_py, trained, validation), abs=1e-4)
 
-    tokenizer = AutoTokenizer.from_pretrained(out)
-    prompt = tokenizer(rows[0]["prompt"], return_tensors="pt")
-    generated = trained.generate(**prompt, max_new_tokens=4, min_new_tokens=4, do_sample=False)
-    assert generated.shape[-1] == prompt["input_ids"].shape[-1] + 4
+    assert json.loads((out / "tokenizer_config.json").read_text())["eos_token"] == "<|im_end|>"  # saved beside it
+    first = train[0]
+    prompt = torch.tensor([first["input_ids"][: first["labels"].index(next(x for x in first["labels"] if x != -100))]])
+    generated = trained.generate(input_ids=prompt, max_new_tokens=4, min_new_tokens=4, do_sample=False)
+    assert generated.shape[-1] == prompt.shape[-1] + 4
+    return summary
 
 
-@pytest.mark.skipif(
-    not torch.cuda.is_available() or importlib.util.find_spec("bitsandbytes") is None,
-    reason="QLoRA loads the model in 4 bits with bitsandbytes, which needs a CUDA GPU",
-)
-def test_qlora_trains_on_a_gpu(package: Path, tiny_model: Path, tmp_path: Path) -> None:
-    out = tmp_path / "qlora"
-    steps = short_run(4)
-    result = launch(
-        package, "--gpus", "1", "--method", "qlora", "--model", str(tiny_model), "--output_dir", str(out), *steps
-    )
+@pytest.fixture(scope="module")
+def resumed_lora(package: Path, tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """LoRA through launch.sh --gpus 1 on a host that shows 4 GPUs, killed once its first checkpoint is on disk and
+    started again with the same command: it must go on from that checkpoint."""
+    out = tmp_path_factory.mktemp("lora") / "out"
+    args = ["--gpus", "1", "--model", str(tiny_model), "--output_dir", str(out), "--max_steps", "4", *SHORT]
+    args += ["--save_steps", "2", "--learning_rate", "1e-2"]
+    env = {**os.environ, **ENV, "DSC_GPU_COUNT": "4"}
+    log = out.parent / "killed.log"
+    with log.open("w") as sink:
+        first = subprocess.Popen(
+            ["bash", str(package / "launch.sh"), *args], cwd=package, env=env, stdout=sink, stderr=sink, start_new_session=True
+        )
+        deadline = time.monotonic() + 300
+        while not (out / "checkpoint-2" / "trainer_state.json").is_file():
+            assert first.poll() is None, log.read_text()[-3000:]
+            assert time.monotonic() < deadline, "no checkpoint after 300 s"
+            time.sleep(0.02)
+        os.killpg(first.pid, signal.SIGKILL)
+        assert first.wait() == -signal.SIGKILL  # killed mid-run, not finished
+    assert not (out / "train_summary.json").exists()
+    again = subprocess.run(["bash", str(package / "launch.sh"), *args], cwd=package, env=env, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    return out, again.stderr
+
+
+def test_lora_resumes_after_a_kill_and_trains_on_one_pinned_device(
+    resumed_lora: tuple[Path, str], train_py: ModuleType, tiny_model: Path
+) -> None:
+    out, log = resumed_lora
+    # Each step is an epoch; step 2's evaluation ran after its checkpoint was saved, in the run that was killed.
+    summary = check_run(train_py, out, tiny_model, "lora", steps=4, evaluated=[1, 3, 4])
+    assert summary["resumed_from"] == str(out / "checkpoint-2")  # the step count went on from 2: steps 1-4 logged
+    assert f"train.py: resuming from {out / 'checkpoint-2'} (step 2)" in log
+    assert summary["devices"] == "0" and summary["processes"] == 1  # --gpus 1 pinned the first of 4
+
+
+def test_full_fine_tuning_with_packing(package: Path, train_py: ModuleType, tiny_model: Path, tmp_path: Path) -> None:
+    out = tmp_path / "full"
+    args = ["--gpus", "0", "--method", "full", "--model", str(tiny_model), "--output_dir", str(out)]
+    args += ["--max_steps", "5", *SHORT, "--per_device_train_batch_size", "3", "--global_batch_size", "3"]
+    result = launch(package, *args, "--save_steps", "100", "--learning_rate", "1e-3", "--packing")
     assert result.returncode == 0, result.stderr[-3000:]
-    summary = json.loads((out / "train_summary.json").read_text())
-    assert all(math.isfinite(loss) for _, loss in summary["losses"]) and (out / "adapter_config.json").is_file()
+    # 3 records a step, 2 steps an epoch: evaluated at the end of each epoch and where max_steps stopped the third.
+    summary = check_run(train_py, out, tiny_model, "full", steps=5, evaluated=[2, 4, 5])
+    assert summary["packing"] is True and summary["devices"] == ""
+    share = summary["padding_share_unpacked"]
+    assert 0 < share < 1 and f"padding is {share:.1%} of the tokens in padded batches; 0.0% with --packing" in result.stderr
+
+
+IN_PROCESS = {
+    # method: overrides for a tiny random model (recipes' rates are for real models; ptuning and prompt keep theirs)
+    "prefix": ["--learning_rate", "1e-1", "--num_virtual_tokens", "8", "--encoder_hidden_size", "32"],
+    "ptuning": ["--learning_rate", "1e-1", "--num_virtual_tokens", "16"],
+    "prompt": ["--num_virtual_tokens", "8"],
+}
+
+
+@pytest.mark.parametrize("method", list(IN_PROCESS))
+def test_prefix_and_prompt_methods_train(method: str, train_py: ModuleType, tiny_model: Path, tmp_path: Path) -> None:
+    out = tmp_path / method
+    args = ["--method", method, "--model", str(tiny_model), "--output_dir", str(out), "--max_steps", "4", *SHORT]
+    train_py.main([*args, "--save_steps", "100", *IN_PROCESS[method]])
+    check_run(train_py, out, tiny_model, method, steps=4, evaluated=[1, 2, 3, 4])
+
+
+@pytest.mark.parametrize("attention", ["sdpa", "eager"])
+def test_packed_loss_equals_padded_loss(attention: str, train_py: ModuleType, tiny_model: Path) -> None:
+    """The same records padded (attention_mask) and packed into one row (position_ids restarting per record): the
+    same loss, and every record's logits in the packed row are its logits alone, so nothing attends across records."""
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model, attn_implementation=attention)
+    model.config.use_cache = False  # as train.py sets it: transformers reads packing from position_ids without a cache
+    rows = _rows(train_py, "train")
+    padded, packed = train_py.Collator(0)(rows), train_py.PackingCollator()(rows)
+    lengths = [len(row["input_ids"]) for row in rows]
+    assert packed["input_ids"].shape == (1, sum(lengths)) and padded["input_ids"].numel() > sum(lengths)
+    starts = [sum(lengths[:i]) for i in range(len(rows))]
+    assert (packed["labels"][0, starts] == -100).all() and (packed["position_ids"][0, starts] == 0).all()
+    with torch.no_grad():
+        assert model(**packed).loss.item() == pytest.approx(model(**padded).loss.item(), abs=1e-5)
+        logits = model(input_ids=packed["input_ids"], position_ids=packed["position_ids"]).logits[0]
+        for row, start, n in zip(rows, starts, lengths, strict=True):
+            alone = model(input_ids=torch.tensor([row["input_ids"]])).logits[0]
+            assert torch.allclose(logits[start : start + n], alone, atol=1e-4), start
 
 
 def test_cli_build_writes_the_spec_s_training_plan(tmp_path: Path) -> None:
@@ -287,21 +394,55 @@ def test_cli_build_writes_the_spec_s_training_plan(tmp_path: Path) -> None:
     assert "ChatGLM-6B P-Tuning v2" in (tmp_path / "pkg" / "README.md").read_text()
 
 
-def test_train_py_collator_pads_exactly_like_dsc_collator(package: Path) -> None:
-    """train.py must stay free of dsc, so it carries its own collator: it has to agree with `dsc.collator`."""
+def test_train_py_reads_the_package_and_pads_exactly_like_dsc_collator(package: Path, train_py: ModuleType) -> None:
+    """train.py must stay free of dsc and datasets, so it reads the Parquet itself and carries its own collator: both
+    have to agree with `datasets.load_dataset` and `dsc.collator`."""
     import datasets
 
     import dsc
 
-    spec = importlib.util.spec_from_file_location("package_train", package / "train.py")
-    train = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(train)
-    rows = [{k: r[k] for k in ("input_ids", "labels")} for r in datasets.load_dataset(str(package))["train"]]
+    theirs_rows = [{k: r[k] for k in ("input_ids", "labels")} for r in datasets.load_dataset(str(package))["train"]]
+    rows = _rows(train_py, "train")
+    assert rows == theirs_rows
     pad_id = json.loads((package / "manifest.json").read_text())["tokenizer"]["pad_id"]
     for multiple in (1, 8):
-        ours = train.Collator(pad_id, multiple)(rows)
+        ours = train_py.Collator(pad_id, multiple)(rows)
         theirs = dsc.collator(pad_id, pad_to_multiple_of=multiple)(rows)
         assert set(ours) == set(theirs)
         for key in ours:
             assert torch.equal(ours[key], theirs[key]), key
     assert (ours["labels"] == -100).sum() > 0 and ours["input_ids"].shape[1] % 8 == 0
+    lengths = [len(row["input_ids"]) for row in rows]
+    padded = max(lengths) * len(lengths)
+    assert train_py.padding_share(lengths, len(lengths), 1, seed=0) == pytest.approx(1 - sum(lengths) / padded)
+
+
+def test_gpu_check_prepares_a_carried_package_and_plans_every_run(tmp_path: Path) -> None:
+    """scripts/gpu_check.sh is run on a GPU machine without dsc; here: its CPU half, its dry run and its arguments."""
+    script = REPO / "scripts" / "gpu_check.sh"
+    env = {**os.environ, **ENV, "PYTHONPATH": str(REPO), "LIMIT": "8"}
+
+    def run(*args: str, **extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["bash", str(script), *args], env={**env, **extra}, capture_output=True, text=True, timeout=600)
+
+    assert run().returncode == 2 and run("run", str(tmp_path / "nothing")).returncode == 2
+    assert "is not prepared" in run("run", str(tmp_path / "nothing")).stderr
+    prepared = run("prepare", str(tmp_path / "check"))
+    assert prepared.returncode == 0, prepared.stderr[-3000:]
+    for path in ("package/launch.sh", "package/train.py", "tokenizer/tokenizer.json", "model-config/config.json"):
+        assert (tmp_path / "check" / path).is_file(), path
+    config = json.loads((tmp_path / "check" / "model-config" / "config.json").read_text())
+    embedding = config["vocab_size"] * config["hidden_size"]
+    per_layer = 4 * config["hidden_size"] ** 2 * 3 // 4 + 3 * config["hidden_size"] * config["intermediate_size"]
+    assert 100e6 < embedding + config["num_hidden_layers"] * per_layer < 500e6  # a ~100-500M-parameter model
+
+    planned = run("run", str(tmp_path / "check"), "--dry-run")
+    assert planned.returncode == 0, planned.stderr[-3000:]
+    runs = [line.split(":", 1)[0][3:] for line in planned.stdout.splitlines() if line.startswith("== ") and "launch.sh" in line]
+    expected = ["full", "full+packing", "lora", "lora+packing", "ptuning", "prefix"]
+    expected += [m for m in ("qlora", "qlora+packing") if importlib.util.find_spec("bitsandbytes")]
+    expected += ["deepspeed"] if importlib.util.find_spec("deepspeed") else []
+    assert sorted(runs) == sorted(expected)
+    assert "# devices: CUDA_VISIBLE_DEVICES=0" in planned.stdout and "train.py --model" in planned.stdout
+    assert "--packing" in planned.stdout and not (tmp_path / "check" / "model" / "model.safetensors").exists()
+    assert run("run", str(tmp_path / "check"), "--dry-run", METHODS="full,dora").returncode == 2

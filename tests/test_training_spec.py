@@ -24,9 +24,7 @@ def _line_of(path: Path, needle: str) -> int:
 
 
 def test_training_section_overrides_the_method_recipe(tmp_path: Path) -> None:
-    spec = load_spec(
-        _spec_with(tmp_path, "training:\n  method: ptuning\n  model: THUDM/chatglm-6b\n  prefix_projection: true\n")
-    )
+    spec = load_spec(_spec_with(tmp_path, "training:\n  method: ptuning\n  model: THUDM/chatglm-6b\n  prefix_projection: true\n"))
     assert spec.training is not None
     assert (spec.training.method, spec.training.model) == ("ptuning", "THUDM/chatglm-6b")
     resolved = spec.training.resolved()
@@ -39,8 +37,13 @@ def test_recipes_follow_the_published_numbers() -> None:
     full = RECIPES["full"]
     assert (full["learning_rate"], full["num_train_epochs"], full["warmup_ratio"]) == (2e-5, 3.0, 0.03)
     assert (full["lr_scheduler_type"], full["weight_decay"], full["global_batch_size"]) == ("cosine", 0.0, 128)
-    assert RECIPES["lora"]["lora_target_modules"] == "all-linear"
-    assert (RECIPES["qlora"]["lora_r"], RECIPES["qlora"]["bnb_4bit_quant_type"]) == (64, "nf4")
+    lora = RECIPES["lora"]  # tloen/alpaca-lora finetune.py, on every linear layer
+    assert (lora["lora_r"], lora["lora_alpha"], lora["lora_dropout"], lora["learning_rate"]) == (8, 16, 0.05, 3e-4)
+    assert (lora["lora_target_modules"], lora["lr_scheduler_type"], lora["global_batch_size"]) == ("all-linear", "linear", 128)
+    qlora = RECIPES["qlora"]  # artidoro/qlora scripts/finetune_guanaco_7b.sh
+    assert (qlora["lora_r"], qlora["lora_alpha"], qlora["lora_dropout"], qlora["bnb_4bit_quant_type"]) == (64, 16, 0.1, "nf4")
+    assert (qlora["warmup_ratio"], qlora["lr_scheduler_type"], qlora["max_grad_norm"]) == (0.03, "constant", 0.3)
+    assert (qlora["per_device_train_batch_size"], qlora["global_batch_size"]) == (4, 16)
     assert (RECIPES["ptuning"]["num_virtual_tokens"], RECIPES["ptuning"]["learning_rate"]) == (128, 2e-2)
     assert RECIPES["prompt"]["prompt_tuning_init"] == "SAMPLE_VOCAB"
 

@@ -5,18 +5,23 @@ and every hyperparameter from training.json beside this file, and lets any of th
 
     python train.py                                   # the package's method and recipe, one process
     python train.py --method lora --learning_rate 1e-4 --max_steps 100
+    python train.py --packing                         # padding-free batches (full, lora, qlora)
+    python train.py --resume_from_checkpoint latest   # go on from the newest checkpoint in output_dir
     python train.py --dry_run --world_size 8          # print the resolved configuration, train nothing
 
-launch.sh runs this file under torchrun or accelerate when there are several GPUs. Needs: torch, transformers,
-datasets, peft, accelerate (and bitsandbytes for qlora).
+launch.sh runs this file under torchrun or accelerate when there are several GPUs. Needs only torch, transformers,
+peft, accelerate and pyarrow (bitsandbytes for qlora, deepspeed for --deepspeed), and no network for a local model.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import math
 import os
+import random
+import re
 import sys
 import time
 from pathlib import Path
@@ -28,6 +33,8 @@ MANIFEST = json.loads((HERE / "manifest.json").read_text(encoding="utf-8"))
 IGNORE = -100
 PREFIX_METHODS = ("prefix", "ptuning")
 PEFT_METHODS = ("lora", "qlora", "prefix", "ptuning", "prompt")
+PACKING_METHODS = ("full", "lora", "qlora")
+"""Prefix and prompt methods put virtual tokens before every sequence, which a packed row of several records lacks."""
 
 
 # ---- configuration: training.json's recipe for the method, the spec's overrides, then the command line ----
@@ -75,10 +82,28 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--deepspeed", help="a DeepSpeed JSON config (launch.sh --backend deepspeed passes ds_zero3.json)"
     )
+    parser.add_argument(
+        "--packing",
+        action="store_true",
+        help="padding-free batches: each batch's records end to end in one row, position_ids restarting per record, "
+        "no token attending across records (full, lora, qlora)",
+    )
+    parser.add_argument(
+        "--resume_from_checkpoint",
+        "--resume-from-checkpoint",
+        default="auto",
+        metavar="PATH|latest|no",
+        help="a checkpoint folder, 'latest' (the newest in output_dir; an error if none), or 'no' (start over); "
+        "default: the newest in output_dir if there is one",
+    )
     parser.add_argument("--dry_run", "--dry-run", action="store_true", help="print the resolved configuration and exit")
+    parser.add_argument("--check", action="store_true", help="check the packages and checkpoint the run needs, and exit")
     parser.add_argument("--world_size", type=int, help="processes to plan for in a dry run (default: $WORLD_SIZE or 1)")
     parser.add_argument(
-        "--print", dest="print_key", metavar="KEY", help="print one resolved value (or layer_class) and exit"
+        "--print",
+        dest="print_keys",
+        metavar="KEY[,KEY...]",
+        help="print resolved values (or layer_class), space-separated on one line, and exit",
     )
     return parser
 
@@ -107,22 +132,112 @@ def resolve(argv: list[str] | None = None) -> tuple[dict[str, Any], argparse.Nam
     settings["gradient_accumulation_steps"] = max(1, round(settings["global_batch_size"] / per_step))
     settings["effective_batch_size"] = per_step * settings["gradient_accumulation_steps"]
     settings["output_dir"] = settings["output_dir"] or str(HERE / "output" / method)
+    settings["packing"] = args.packing
+    settings["resume_from_checkpoint"] = args.resume_from_checkpoint
     return settings, args
 
 
-# ---- data: the package's Parquet splits and a right-padding collator ----
+def last_checkpoint(output_dir: str) -> Path | None:
+    """The newest complete checkpoint in output_dir: Trainer writes trainer_state.json last, so a run killed while
+    saving leaves a folder without it, which is skipped."""
+    folder = Path(output_dir)
+    steps = [
+        (int(match.group(1)), path)
+        for path in (folder.iterdir() if folder.is_dir() else [])
+        if (match := re.fullmatch(r"checkpoint-(\d+)", path.name)) and (path / "trainer_state.json").is_file()
+    ]
+    return max(steps)[1] if steps else None
 
 
-def load_splits() -> dict[str, Any]:
-    """train (and validation, if the package has one) with only the columns the model reads."""
-    import datasets
+def resume_point(settings: dict[str, Any]) -> Path | None:
+    """The checkpoint this run goes on from (None: from step 0), or exit with why not."""
+    asked = settings["resume_from_checkpoint"]
+    if asked.lower() in ("no", "none", "false"):
+        return None
+    if asked.lower() in ("auto", "latest"):
+        found = last_checkpoint(settings["output_dir"])
+        if found is None and asked.lower() == "latest":
+            sys.exit(f"train.py: --resume_from_checkpoint latest: no checkpoint-N folder in {settings['output_dir']}")
+        return found
+    path = Path(asked)
+    if not (path / "trainer_state.json").is_file():
+        sys.exit(f"train.py: --resume_from_checkpoint {asked}: not a complete checkpoint (no trainer_state.json in it)")
+    return path
 
-    files: dict[str, list[str]] = {}
+
+def missing_requirements(settings: dict[str, Any], args: argparse.Namespace) -> list[str]:
+    """What this run needs and lacks, found without importing anything heavy, so it fails before any loading."""
+    method = settings["method"]
+    needs = {"torch": "torch", "transformers": "transformers", "accelerate": "accelerate", "pyarrow": "pyarrow"}
+    if method in PEFT_METHODS:
+        needs["peft"] = "peft"
+    if method == "qlora":
+        needs["bitsandbytes"] = "bitsandbytes (QLoRA loads the model in 4 bits with it; it needs a CUDA GPU)"
+    if args.deepspeed:
+        needs["deepspeed"] = "deepspeed (--backend deepspeed)"
+    problems = [f"pip install {why}" for module, why in needs.items() if importlib.util.find_spec(module) is None]
+    if settings["packing"] and method not in PACKING_METHODS:
+        problems.append(
+            f"--packing works with {', '.join(PACKING_METHODS)}: method '{method}' puts virtual tokens before each "
+            "sequence, and a packed row holds several"
+        )
+    return problems
+
+
+def check(settings: dict[str, Any], args: argparse.Namespace) -> None:
+    """Exit with every problem a run would hit after minutes of loading: missing packages, a bad checkpoint."""
+    problems = missing_requirements(settings, args)
+    if problems:
+        sys.exit(f"train.py: method '{settings['method']}' cannot run here:\n  " + "\n  ".join(problems))
+    resume_point(settings)
+
+
+# ---- data: the package's Parquet splits, read with pyarrow; a right-padding or a padding-free collator ----
+
+
+class Records:
+    """One split's input_ids and labels as a map-style dataset (what a torch DataLoader indexes)."""
+
+    def __init__(self, table: Any) -> None:
+        self.input_ids = table.column("input_ids").combine_chunks()
+        self.labels = table.column("labels").combine_chunks()
+        self.lengths = self.input_ids.value_lengths().to_pylist()
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def __getitem__(self, i: int) -> dict[str, list[int]]:
+        return {"input_ids": self.input_ids[i].as_py(), "labels": self.labels[i].as_py()}
+
+
+def load_splits() -> dict[str, Records]:
+    """train (and validation, if the package has one), the columns the model reads, from the manifest's files."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    files: dict[str, list[Path]] = {}
     for rel in MANIFEST["files"]:
         split = Path(rel).name.split("-", 1)[0]
-        files.setdefault(split, []).append(str(HERE / rel))
-    loaded = datasets.load_dataset("parquet", data_files=files)
-    return {name: ds.select_columns(["input_ids", "labels"]) for name, ds in loaded.items() if len(ds)}
+        files.setdefault(split, []).append(HERE / rel)
+    tables = {
+        split: pa.concat_tables([pq.read_table(path, columns=["input_ids", "labels"]) for path in sorted(paths)])
+        for split, paths in files.items()
+    }
+    return {split: Records(table) for split, table in tables.items() if table.num_rows}
+
+
+def padding_share(lengths: list[int], batch_size: int, multiple_of: int, seed: int) -> float:
+    """The share of padding in padded batches, over one shuffled pass of batches like those the Trainer's random
+    sampler draws (each padded to its longest record, rounded up to multiple_of)."""
+    order = list(range(len(lengths)))
+    random.Random(seed).shuffle(order)
+    real = padded = 0
+    for start in range(0, len(order), batch_size):
+        batch = [lengths[i] for i in order[start : start + batch_size]]
+        width = math.ceil(max(batch) / multiple_of) * multiple_of
+        real += sum(batch)
+        padded += width * len(batch)
+    return 1 - real / padded if padded else 0.0
 
 
 class Collator:
@@ -146,6 +261,32 @@ class Collator:
             labels[i, :n] = torch.tensor(row["labels"], dtype=torch.long)
             mask[i, :n] = 1
         return {"input_ids": input_ids, "labels": labels, "attention_mask": mask}
+
+
+class PackingCollator:
+    """Padding-free: the batch's records end to end in one row, with position_ids restarting at 0 in each record and
+    no attention_mask. From such position_ids transformers 5 (masking_utils.find_packed_sequence_indices, used when
+    there is neither an attention_mask nor a KV cache: load_model turns the cache off) builds a block-diagonal causal
+    mask for sdpa and eager attention and runs flash attention's varlen kernels, so no token attends across records.
+    Each record's first label is -100: the loss shifts labels by one, and the last token of one record must not be
+    trained to predict the first token of the next. Unpacked, that label is never a target either, so the loss of a
+    packed batch equals the loss of the same records padded."""
+
+    def __call__(self, rows: list[dict[str, list[int]]]) -> dict[str, Any]:
+        import torch
+
+        input_ids: list[int] = []
+        labels: list[int] = []
+        positions: list[int] = []
+        for row in rows:
+            input_ids += row["input_ids"]
+            labels += [IGNORE, *row["labels"][1:]]
+            positions += range(len(row["input_ids"]))
+        return {
+            "input_ids": torch.tensor([input_ids], dtype=torch.long),
+            "labels": torch.tensor([labels], dtype=torch.long),
+            "position_ids": torch.tensor([positions], dtype=torch.long),
+        }
 
 
 # ---- model: tokenizer check, load (bf16 or 4-bit), PEFT config ----
@@ -283,7 +424,9 @@ def training_arguments(settings: dict[str, Any], args: argparse.Namespace, has_v
     fsdp = os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true"
     eval_strategy = settings["eval_strategy"]
     if eval_strategy == "auto":
-        eval_strategy = "epoch" if has_validation and settings["max_steps"] < 0 else "no"
+        # Each epoch, whatever stops the run: under max_steps the Trainer still ends an epoch when the data runs out,
+        # and ends the last, partial one when max_steps is reached, so there is always at least one evaluation.
+        eval_strategy = "epoch" if has_validation else "no"
     return TrainingArguments(
         output_dir=settings["output_dir"],
         num_train_epochs=settings["num_train_epochs"],
@@ -311,18 +454,29 @@ def training_arguments(settings: dict[str, Any], args: argparse.Namespace, has_v
         seed=settings["seed"],
         report_to=settings["report_to"],
         remove_unused_columns=False,
-        include_num_input_tokens_seen="non_padding",
+        # Packed rows have no padding and no attention_mask to count by.
+        include_num_input_tokens_seen="all" if settings["packing"] else "non_padding",
         deepspeed=args.deepspeed,
     )
 
 
-def dry_run(settings: dict[str, Any]) -> None:
-    """Print what a run would use: the settings, the batch arithmetic and the method's adapter config."""
+def batch_plan(settings: dict[str, Any]) -> str:
+    """The batch arithmetic in one line: per device x processes x accumulation = the global batch."""
+    return (
+        f"{settings['per_device_train_batch_size']} per device x {settings['world_size']} processes x "
+        f"{settings['gradient_accumulation_steps']} accumulation steps = global batch {settings['effective_batch_size']}"
+    )
+
+
+def dry_run(settings: dict[str, Any], args: argparse.Namespace) -> None:
+    """Print what a run would use: the settings, the batch arithmetic, the method's adapter config, and the packages
+    it would need but cannot import here."""
     plan = dict(settings)
     if settings["method"] in PEFT_METHODS:
         plan["peft_config"] = {k: v for k, v in peft_config(settings).to_dict().items() if v is not None}
     if settings["method"] == "qlora":
         plan["quantization"] = {k: str(v) for k, v in qlora_quantization(settings, _bf16(settings)).items()}
+    plan["missing"] = missing_requirements(settings, args)
     plan["package"] = {
         "name": MANIFEST["name"],
         "records": MANIFEST["counts"]["kept"],
@@ -331,26 +485,62 @@ def dry_run(settings: dict[str, Any]) -> None:
     print(json.dumps(plan, indent=2, default=str))
 
 
+def refuse_data_parallel() -> None:
+    """One process per GPU: a single process that sees several GPUs would be wrapped in nn.DataParallel by the
+    Trainer, multiplying the global batch by the GPU count and running far slower than DDP."""
+    import torch
+
+    if "WORLD_SIZE" not in os.environ and torch.cuda.device_count() > 1:
+        sys.exit(
+            f"train.py: {torch.cuda.device_count()} GPUs are visible to one process; run ./launch.sh --gpus N "
+            "(one process per GPU), or pin one with CUDA_VISIBLE_DEVICES=0"
+        )
+
+
+def report_padding(splits: dict[str, Records], settings: dict[str, Any], multiple_of: int) -> float:
+    """Print the share of padding in the training batches without --packing, and with it (none)."""
+    share = padding_share(
+        splits["train"].lengths, settings["per_device_train_batch_size"], multiple_of, settings["seed"]
+    )
+    after = "0.0% with --packing (this run)" if settings["packing"] else "0.0% with --packing"
+    print(f"train.py: padding is {share:.1%} of the tokens in padded batches; {after}", file=sys.stderr)
+    return share
+
+
 def main(argv: list[str] | None = None) -> None:
     settings, args = resolve(argv)
-    if args.print_key:
-        print(layer_class(settings) if args.print_key == "layer_class" else settings[args.print_key])
+    if args.print_keys:
+        keys = args.print_keys.split(",")
+        print(" ".join(layer_class(settings) if key == "layer_class" else str(settings[key]) for key in keys))
         return
     if args.dry_run:
-        dry_run(settings)
+        dry_run(settings, args)
+        return
+    check(settings, args)
+    if args.check:
         return
 
     import torch
     from transformers import Trainer
 
+    refuse_data_parallel()
     if settings["effective_batch_size"] != settings["global_batch_size"]:
         print(
-            f"train.py: global batch {settings['effective_batch_size']} "
-            f"({settings['per_device_train_batch_size']} per device x {settings['world_size']} processes x "
-            f"{settings['gradient_accumulation_steps']} accumulation steps), not {settings['global_batch_size']}",
+            f"train.py: {batch_plan(settings)}, not the recipe's {settings['global_batch_size']}",
+            file=sys.stderr,
+        )
+    resume = resume_point(settings)
+    tokens_before = 0
+    if resume is not None:
+        state = json.loads((resume / "trainer_state.json").read_text(encoding="utf-8"))
+        tokens_before = state.get("num_input_tokens_seen", 0)
+        print(
+            f"train.py: resuming from {resume} (step {state['global_step']}); --resume_from_checkpoint no starts over",
             file=sys.stderr,
         )
     splits = load_splits()
+    multiple_of = 8 if torch.cuda.is_available() else 1
+    share = report_padding(splits, settings, multiple_of)
     training_args = training_arguments(settings, args, "validation" in splits)
     tokenizer = load_tokenizer(settings)
     model = load_model(settings, tokenizer, training_args.activation_checkpointing)
@@ -359,23 +549,30 @@ def main(argv: list[str] | None = None) -> None:
         args=training_args,
         train_dataset=splits["train"],
         eval_dataset=splits.get("validation") if training_args.eval_strategy != "no" else None,
-        data_collator=Collator(tokenizer.pad_token_id, 8 if torch.cuda.is_available() else 1),
+        data_collator=PackingCollator() if settings["packing"] else Collator(tokenizer.pad_token_id, multiple_of),
         processing_class=tokenizer,
     )
     started = time.perf_counter()
-    result = trainer.train()
+    result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     seconds = time.perf_counter() - started
     trainer.save_model(settings["output_dir"])
     if trainer.is_world_process_zero():
-        losses = [(h["step"], h["loss"]) for h in trainer.state.log_history if "loss" in h]
+        history = trainer.state.log_history
+        tokens = trainer.state.num_input_tokens_seen - tokens_before  # this run's: the state counts from step 0
         summary = {
             "method": settings["method"],
             "model": settings["model"],
             "steps": result.global_step,
+            "resumed_from": str(resume) if resume else None,
             "train_loss": result.training_loss,
-            "losses": losses,
-            "tokens": trainer.state.num_input_tokens_seen,
-            "tokens_per_second": round(trainer.state.num_input_tokens_seen / seconds, 1),
+            "losses": [(h["step"], h["loss"]) for h in history if "loss" in h],
+            "eval_losses": [(h["step"], h["eval_loss"]) for h in history if "eval_loss" in h],
+            "packing": settings["packing"],
+            "padding_share_unpacked": round(share, 4),
+            "devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+            "processes": settings["world_size"],
+            "tokens": tokens,
+            "tokens_per_second": round(tokens / seconds, 1),
             "seconds": round(seconds, 2),
             "peak_gpu_memory_gib": round(torch.cuda.max_memory_allocated() / 2**30, 3)
             if torch.cuda.is_available()
@@ -384,7 +581,7 @@ def main(argv: list[str] | None = None) -> None:
         Path(settings["output_dir"], "train_summary.json").write_text(
             json.dumps(summary, indent=2) + "\n", encoding="utf-8"
         )
-        print(json.dumps({k: v for k, v in summary.items() if k != "losses"}))
+        print(json.dumps({k: v for k, v in summary.items() if k not in ("losses", "eval_losses")}))
         print(
             f"saved {'model' if settings['method'] == 'full' else 'adapter'} and tokenizer to {settings['output_dir']}"
         )
