@@ -29,13 +29,14 @@ def hf_tokenizer():
     return AutoTokenizer.from_pretrained(str(qwen3_path()))
 
 
-def _write(tmp_path: Path, records: list[dict[str, Any]], extra: str = "", conversation: str = "", chat: str = "tokenizer") -> Path:
+def _write(tmp_path: Path, records: list[dict[str, Any]], extra: str = "", conversation: str = "", chat: str = "tokenizer",
+           tools: str = "tools") -> Path:
     data = tmp_path / "chat.jsonl"
     data.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
     spec = tmp_path / "chat.yaml"
     spec.write_text(
         f"name: chat\nsources: [{{path: chat.jsonl}}]\nfields: {FIELDS}\n"
-        f"conversation: {{messages: conversations, layout: sharegpt, tools: tools, system: system{conversation}}}\n"
+        f"conversation: {{messages: conversations, layout: sharegpt, tools: {tools}, system: system{conversation}}}\n"
         f"templates: {{chat: {chat}}}\n{extra}",
         encoding="utf-8",
     )
@@ -147,6 +148,9 @@ def test_truncation_drops_oldest_turns_whole(tmp_path: Path, glaive: list[dict[s
     assert row["input_ids"] == last_turn  # tools (in the system turn) stay; the earlier turns went whole
     assert row["labels"] == [x if m else -100 for x, m in zip(last_turn, assistant_mask(last_turn), strict=True)]
 
+    # With a short conversation (no tools) beside it: a build that drops every record is an error of its own.
+    short = {k: v for k, v in min(glaive, key=lambda r: len(json.dumps(r))).items() if k != "tools"}
+    spec = _write(tmp_path, [long, short], f"lengths: {{max_length: {len(last_turn) + 1}}}\n")
     too_short = _compile(spec, lengths={"max_length": len(last_turn) - 1})
     assert too_short.counts["dropped"] == {"too long: max_length": 1}
     with pytest.raises(RecordError, match=r"chat.jsonl:1: \d+ tokens, longer than lengths.max_length"):
@@ -159,7 +163,11 @@ def test_truncation_that_cuts_every_trained_turn_drops(tmp_path: Path, glaive: l
     first_answer = next(i for i, m in enumerate(long["conversations"]) if m["from"] != "human")
     for i, m in enumerate(long["conversations"]):
         m["weight"] = 1 if i == first_answer else 0
-    compiled = _compile(_write(tmp_path, [long], "lengths: {max_length: 300}\n", conversation=", train: {weight_field: weight}"))
+    short = json.loads(json.dumps(min(glaive, key=lambda r: len(json.dumps(r)))))  # keeps the build from being empty
+    for m in short["conversations"]:
+        m["weight"] = 1
+    spec = _write(tmp_path, [long, short], "lengths: {max_length: 300}\n", conversation=", train: {weight_field: weight}")
+    compiled = _compile(spec)
     assert compiled.counts["dropped"] == {"too long: max_length (trained turns cut)": 1}
 
 
@@ -192,18 +200,20 @@ def test_tokens_straddling_a_turn_edge_are_counted_and_follow_the_rule(tmp_path:
 
 
 @pytest.mark.parametrize(
-    ("extra", "conversation", "message"),
+    ("extra", "conversation", "tools", "message"),
     [
-        ("", ", tools: nope", "conversation.tools: 'nope' is not a field"),
-        ("lengths: {max_source_length: 10}\n", "", "lengths.max_source_length: does not apply to conversations"),
-        ("", ", roles: {bot: robot}", "conversation.roles.bot: unknown role 'robot'"),
-        ("labels: {turns: all}\n", "", "labels: conversations set what trains in conversation.train"),
+        ("", "", "nope", "conversation.tools: 'nope' is not a field"),
+        ("lengths: {max_source_length: 10}\n", "", "tools", "lengths.max_source_length: does not apply to conversations"),
+        ("", ", roles: {bot: robot}", "tools", "conversation.roles.bot: unknown role 'robot'"),
+        ("labels: {turns: all}\n", "", "tools", "labels: conversations set what trains in conversation.train"),
     ],
 )
-def test_spec_errors_are_located(tmp_path: Path, glaive: list[dict[str, Any]], extra: str, conversation: str, message: str) -> None:
+def test_spec_errors_are_located(
+    tmp_path: Path, glaive: list[dict[str, Any]], extra: str, conversation: str, tools: str, message: str
+) -> None:
     from dsc.compiler.spec import load_spec
 
-    spec = _write(tmp_path, glaive[:1], extra, conversation=conversation)
+    spec = _write(tmp_path, glaive[:1], extra, conversation=conversation, tools=tools)
     with pytest.raises(SpecError, match=message.replace(".", r"\.")) as caught:
         load_spec(spec)
     assert str(spec) + ":" in str(caught.value)

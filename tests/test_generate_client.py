@@ -16,8 +16,8 @@ SEEDS = DATA / "alpaca_seed_tasks.jsonl"
 
 
 def make_spec(tmp_path: Path, url: str, **generate: object) -> GenerateSpec:
-    lines = [f"name: t\ngenerate:\n  seeds: {SEEDS}\n  model: tiny\n  base_url: {url}\n  backoff: 0.01\n"]
-    lines += [f"  {k}: {v}\n" for k, v in generate.items()]
+    settings = {"seeds": SEEDS, "model": "tiny", "base_url": url, "backoff": 0.01, **generate}
+    lines = ["name: t\ngenerate:\n", *(f"  {k}: {v}\n" for k, v in settings.items())]
     path = tmp_path / "gen.yaml"
     path.write_text("".join(lines), encoding="utf-8")
     return load_generate_spec(path)
