@@ -214,7 +214,8 @@ TEMPLATE_HAZARDS = {
     "doubling": "over the template limits",
     "width": "a format width is over the template limits",
     "zero": "division",
-    "regex": "derived field 'tail': took longer than 2 s (the per-record time limit)",
+    # The regex engine's own timeout or the record's timer, whichever fires first under load: the same limit either way.
+    "regex": "longer than 2 s (the per-record time limit)",
 }
 
 
@@ -234,7 +235,7 @@ def test_template_limits_are_located_record_errors(folder: Path) -> None:
     start = time.monotonic()
     output = fails(folder, spec_text(**HAZARD_SPEC), 1, "10 record(s) failed validation or rendering")
     for line, (kind, message) in enumerate(TEMPLATE_HAZARDS.items(), start=2):
-        where = f"data.jsonl:{line}: instruction: " if kind == "regex" else f"data.jsonl:{line}: templates.prompt: "
+        where = f"data.jsonl:{line}: instruction: derived field 'tail': " if kind == "regex" else f"data.jsonl:{line}: templates.prompt: "
         assert f"{where}{message}" in output or (where in output and message in output), (kind, output)
     assert 2 <= time.monotonic() - start < 15  # the loops record ran its full 2 s, not a moment less
 
