@@ -51,7 +51,8 @@ def glaive_to_openai(record: dict[str, Any]) -> tuple[list[dict[str, Any]], list
     """One glaive_toolcall (ShareGPT) record as OpenAI chat messages and tools, the shape apply_chat_template takes.
 
     Tool-call arguments become mappings (transformers' convention; the templates `tojson` them) and calls get
-    9-character ids `call00001`... (Mistral's template requires them), the `tool` reply carrying its call's id.
+    9-character ids `call00100`... as dsc gives calls without one (Mistral's template requires them), the `tool`
+    reply carrying its call's id.
     """
     roles = {"human": "user", "gpt": "assistant", "observation": "tool"}
     messages: list[dict[str, Any]] = []
@@ -59,7 +60,7 @@ def glaive_to_openai(record: dict[str, Any]) -> tuple[list[dict[str, Any]], list
     for turn in record["conversations"]:
         if turn["from"] == "function_call":
             call = json.loads(turn["value"])
-            last_call = f"call{len(messages):05d}"
+            last_call = f"call{len(messages):03d}00"  # dsc's ids for calls without one: message index, call index
             messages.append({"role": "assistant", "content": None, "tool_calls": [
                 {"id": last_call, "type": "function", "function": {"name": call["name"], "arguments": call["arguments"]}}]})
         elif turn["from"] == "observation":

@@ -20,7 +20,7 @@ from dsc.compiler.batch import DETAIL, DROP, ERROR, Batch, Pass, drops, location
 from dsc.compiler.chat.chat_template import ChatTemplate
 from dsc.compiler.chat.layouts import Conversation
 from dsc.compiler.chat.render_chat import CHAT, RENDER_ERRORS
-from dsc.compiler.chat.spans import OCCURRENCE, SpanError, Spans, find_spans
+from dsc.compiler.chat.spans import PREFIX, SpanError, Spans, find_spans
 from dsc.compiler.encode import IGNORE, int32_lists
 from dsc.compiler.spec import Lengths
 from dsc.compiler.tokenizer import LoadedTokenizer
@@ -132,7 +132,7 @@ def make_chat_encode_pass(tok: LoadedTokenizer, tmpl: ChatTemplate, lengths: Len
                 detail[i] = json.dumps({"tokens_before": full, "tokens_after": len(encoding.ids)})
             input_ids[i], labels[i], straddling = label(encoding, spans)
             drift[i] = bool(straddling)
-            fallback[i] = rule == OCCURRENCE
+            fallback[i] = rule != PREFIX
             if straddling:
                 detail[i] = json.dumps({"straddling": straddling[:DRIFT_SHOWN], "count": len(straddling)})
         return {

@@ -8,7 +8,8 @@
 - `parts` (LLaMA-Factory): `content: [{type: text|reasoning|tool_call, value}]`.
 
 Tool-call arguments become objects (as transformers expects); tools given as bare function schemas (`{name,
-description, parameters}`) are wrapped OpenAI-style as `{type: function, function: ...}`. Every problem is a
+description, parameters}`) are wrapped OpenAI-style as `{type: function, function: ...}`; calls without an id get one
+and tool results the id of the call they answer (`_link_calls`). Every problem is a
 `LayoutError` naming the message index and the key, with a short reason that the build counts.
 """
 
@@ -212,4 +213,16 @@ def to_conversation(record: dict[str, Any], chat: ChatSpec, end_of_turn: str) ->
         for i, (m, w) in enumerate(zip(messages, weights, strict=True))
     ]
     tools = _tools(record.get(chat.tools), chat.tools) if chat.tools else None
+    _link_calls(messages)
     return Conversation(messages=messages, tools=tools, train=train)
+
+
+def _link_calls(messages: list[dict[str, Any]]) -> None:
+    """Give tool calls without an id one (`call` + the message's index, 9 characters: Mistral's templates require ids
+    of that length, ShareGPT data has none) and tool results without a `tool_call_id` the id of the latest call."""
+    latest = None
+    for i, m in enumerate(messages):
+        for j, call in enumerate(m.get("tool_calls") or ()):
+            latest = call.setdefault("id", f"call{i:03d}{j:02d}")
+        if m["role"] == "tool" and latest is not None:
+            m.setdefault("tool_call_id", latest)

@@ -19,7 +19,7 @@ from dsc.compiler.batch import DETAIL, DROP, ERROR, Batch, Pass, drops, field_co
 from dsc.compiler.chat.chat_spec import ChatSpec
 from dsc.compiler.chat.chat_template import ChatTemplate
 from dsc.compiler.chat.layouts import Conversation, LayoutError, to_conversation
-from dsc.compiler.chat.spans import OCCURRENCE, SpanError, Spans, find_spans
+from dsc.compiler.chat.spans import PREFIX, SpanError, Spans, find_spans
 from jinja2 import TemplateError
 
 CHAT = "_chat"
@@ -68,7 +68,7 @@ def render_conversation(record: dict[str, Any], chat: ChatSpec, tmpl: ChatTempla
     except RENDER_ERRORS as exc:
         return Outcome(reason="render: templates.chat", message=f"templates.chat: {type(exc).__name__}: {exc}")
     cut = found.spans[-1][0]
-    detail = json.dumps({"span_rule": OCCURRENCE, "first_mismatch": found.first_mismatch}) if found.rule == OCCURRENCE else None
+    detail = json.dumps({"span_rule": found.rule, "first_mismatch": found.first_mismatch}) if found.rule != PREFIX else None
     return Outcome(prompt=found.text[:cut], response=found.text[cut:], payload=chat_payload(conv, found), detail=detail)
 
 

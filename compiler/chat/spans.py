@@ -10,7 +10,11 @@ Some templates render a message differently once later messages follow it (Qwen3
 after the last user query, and adds an empty think block to the last turn only), so a prefix render may not be a prefix
 of T. Then the occurrence rule applies to assistant messages: the template's generation prompt (`<|im_start|>assistant\n`
 for Qwen) must occur in T exactly once per assistant message, and assistant message j starts after its j-th
-occurrence. A conversation neither rule fits raises SpanError (the record is dropped and counted, never mislabelled).
+occurrence. Templates with no generation prompt that also move text between turns (Mistral puts the tools before the
+last user message, so every earlier prefix differs) get the anchor rule: assistant message k starts at the one place in
+T, after the previous trained turn, where T shares the longest tail with `render(messages[:k], add_generation_prompt=True)`,
+that tail holding all of message k-1's text. A conversation no rule fits raises SpanError (the record is dropped and
+counted, never mislabelled).
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from dsc.compiler.chat.layouts import Conversation
 
 PREFIX = "prefix"
 OCCURRENCE = "occurrence"
+ANCHOR = "anchor"
 
 
 class SpanError(Exception):
@@ -126,12 +131,53 @@ def _by_occurrence(tmpl: ChatTemplate, conv: Conversation, text: str, first: int
     assistants = [k for k, m in enumerate(messages) if m["role"] == "assistant"]
     starts = _occurrences(text, prompt) if prompt else []
     if len(starts) != len(assistants):
-        raise SpanError(
-            "template renders turns differently in context",
-            f"message {first} renders differently in context, and the generation prompt occurs {len(starts)} time(s) "
-            f"for {len(assistants)} assistant message(s)",
-            {**detail, "generation_prompt": prompt, "occurrences": len(starts)},
-        )
+        return _by_anchor(tmpl, conv, text, first, {**detail, "generation_prompt": prompt, "occurrences": len(starts)})
     start_of = dict(zip(assistants, starts, strict=True))
     spans = [(start_of[k], _end(text, start_of[k], tmpl.end_of_turn, k)) for k, t in enumerate(conv.train) if t]
     return _checked(Spans(text=text, spans=spans, rule=OCCURRENCE, first_mismatch=first))
+
+
+def _shared_tail(a: str, b: str, b_end: int) -> int:
+    """How many characters `a` ends with that `b[:b_end]` ends with too."""
+    n, top = 0, min(len(a), b_end)
+    while n < top and a[-1 - n] == b[b_end - 1 - n]:
+        n += 1
+    return n
+
+
+def _anchor(text: str, head: str, previous: str, after: int) -> int | None:
+    """The one end position in `text`, at or after `after`, where `text` shares the longest tail with `head`; None when
+    that tail does not hold all of `previous` (the text of the message before) or two places tie."""
+    best, found = 0, []
+    for end in range(max(after, 1), len(text) + 1):
+        if text[end - 1] != head[-1]:
+            continue
+        n = _shared_tail(head, text, end)
+        if n > best:
+            best, found = n, [end]
+        elif n == best:
+            found.append(end)
+    if len(found) != 1 or previous not in head[len(head) - best :]:
+        return None
+    return found[0]
+
+
+def _by_anchor(tmpl: ChatTemplate, conv: Conversation, text: str, first: int, detail: dict[str, Any]) -> Spans:
+    messages, tools = conv.messages, conv.tools
+    spans: list[tuple[int, int]] = []
+    after = 0
+    for k, trained in enumerate(conv.train):
+        if not trained:
+            continue
+        head = tmpl.render(messages[:k], tools, add_generation_prompt=True) if k else ""
+        previous = messages[k - 1].get("content") if k else ""
+        start = _anchor(text, head, previous if isinstance(previous, str) else "", after) if head else 0
+        if start is None:
+            raise SpanError(
+                "template renders turns differently in context",
+                f"message {first} renders differently in context, and message {k}'s start cannot be anchored in the text",
+                {**detail, "rule": ANCHOR, "anchored": k},
+            )
+        after = _end(text, start, tmpl.end_of_turn, k)
+        spans.append((start, after))
+    return _checked(Spans(text=text, spans=spans, rule=ANCHOR, first_mismatch=first))
