@@ -8,6 +8,7 @@ the first of them with their locations. Dedup's global step sits between render 
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -79,6 +80,9 @@ class Compiled:
     duplicates: Duplicates | None = None
     audit: pa.Table = field(default_factory=no_audit)
     """Every record that did not go in as it came (`dsc.compiler.audit`), unsorted."""
+    timings: dict[str, float] = field(default_factory=dict)
+    """Seconds per phase. Shown by `dsc build`, never written into the package: a package must not differ between two
+    builds of the same spec and data."""
 
 
 def _raise_errors(ds: datasets.Dataset, what: str) -> None:
@@ -256,22 +260,36 @@ def tokenize(spec: Spec, rendered: Rendered, tok: LoadedTokenizer, options: Opti
 def compile_spec(spec: Spec, options: Options | None = None, tokenizer: LoadedTokenizer | None = None) -> Compiled:
     """The whole build minus writing: what `dsc build` hands to the package builder."""
     options = options or Options()
+    clock = time.perf_counter()
+    timings: dict[str, float] = {}
+
+    def lap(phase: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        timings[phase] = now - clock
+        clock = now
+
     if spec.chat is not None:  # a conversation renders with the tokenizer's chat template
         tokenizer = tokenizer or load_tokenizer(spec.tokenizer, spec)
     rendered = render(spec, options, tokenizer)
     valid = len(rendered.dataset)
     _require_records(spec, rendered)
     tok = tokenizer or load_tokenizer(spec.tokenizer, spec)
+    lap("read + render")
     if spec.dedup is None:
         compiled = tokenize(spec, rendered, tok, options)
+        lap("tokenize")
     else:
         rendered.dataset, duplicates = deduplicate(spec, rendered.dataset, options.num_proc)
+        lap("dedup")
         compiled = tokenize(spec, rendered, tok, options)
+        lap("tokenize")
         compiled.duplicates = duplicates
         compiled.audit = pa.concat_tables([compiled.audit, duplicates.audit])
         compiled.counts["dropped"] = {**duplicates.reasons(), **compiled.counts["dropped"]}
         compiled.counts["duplicates"] = duplicates.counts
     _require_splits(spec, compiled, valid)
+    compiled.timings = timings
     return compiled
 
 

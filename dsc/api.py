@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -41,4 +42,7 @@ def compile_and_write(spec: Spec, options: Options) -> tuple[Package, Compiled]:
     folder dsc may not replace fails at once), then compile, then the package with its extras, written atomically."""
     check_package_output(spec)
     compiled = compile_spec(spec, options)
-    return write_package(compiled, spec.output, extra=PACKAGE_EXTRAS), compiled
+    start = time.perf_counter()
+    package = write_package(compiled, spec.output, extra=PACKAGE_EXTRAS)
+    compiled.timings["write (shards, card, report, launcher)"] = time.perf_counter() - start
+    return package, compiled

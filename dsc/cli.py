@@ -217,6 +217,7 @@ def _cmd_build(args: argparse.Namespace) -> int:
         print(f"  {reason}: {n}")
     print(f"  kept: {kept}; {total['tokens']} tokens, {total['trainable_share']:.1%} trainable")
     print(f"  wrote {package.path}")
+    print("  time: " + ", ".join(f"{phase} {seconds:.1f} s" for phase, seconds in compiled.timings.items()))
     audited = package.manifest["audit"]["records"]
     print(f"  audit: {package.path / 'audit.jsonl'} ({audited} record(s) not kept as they came)")
     if args.push:

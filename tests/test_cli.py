@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -40,6 +41,8 @@ def test_build_by_builtin_name_with_options(tmp_path: Path) -> None:
     result = run_dsc("build", "adgen", "--limit", "30", "--output", "pkg", "-q", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "30 read" in result.stdout
+    phases = re.search(r"time: read \+ render [\d.]+ s, dedup [\d.]+ s, tokenize [\d.]+ s, write .* [\d.]+ s", result.stdout)
+    assert phases, result.stdout  # seconds per phase on the terminal, never in the package (builds stay byte-identical)
     loaded = datasets.load_dataset(str(tmp_path / "pkg"))
     assert sum(len(s) for s in loaded.values()) == 30
 
