@@ -20,10 +20,25 @@ import threading
 import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 LFS_SUFFIXES = (".parquet", ".arrow", ".bin", ".safetensors")
+
+
+def loopback_env(hub_url: str, home: Path, token: str, **extra: str) -> dict[str, str]:
+    """A clean Hugging Face environment pointed at a loopback hub ("" unsets a variable for huggingface_hub)."""
+    return {
+        "HF_ENDPOINT": hub_url,
+        "HF_TOKEN": token,
+        "HF_HOME": str(home / "hf"),
+        "HF_DATASETS_CACHE": str(home / "datasets"),
+        "HF_HUB_OFFLINE": "0",
+        "HF_DATASETS_OFFLINE": "0",
+        "HF_HUB_DISABLE_TELEMETRY": "1",
+        **extra,
+    }
 
 
 def git_blob_sha1(data: bytes) -> str:

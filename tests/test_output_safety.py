@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from conftest import DATA, FORMATS, REPO, run_dsc
-from hub_server import LoopbackHub
+from hub_server import LoopbackHub, loopback_env
 
 from dsc.cli import main
 
@@ -224,17 +224,7 @@ def _closed_port() -> int:
 
 
 def _hub_env(endpoint: str, home: Path) -> dict[str, str]:
-    return {
-        "HF_ENDPOINT": endpoint,
-        "HF_TOKEN": TOKEN,
-        "HF_HOME": str(home / "hf"),
-        "HF_DATASETS_CACHE": str(home / "datasets"),
-        "HF_HUB_OFFLINE": "0",
-        "HF_DATASETS_OFFLINE": "0",
-        "HF_HUB_DISABLE_TELEMETRY": "1",
-        "HF_HUB_DISABLE_XET": "1",
-        "DSC_HUB_TIMEOUT": "1",
-    }
+    return loopback_env(endpoint, home, TOKEN, HF_HUB_DISABLE_XET="1", DSC_HUB_TIMEOUT="1")
 
 
 @pytest.mark.parametrize("stall", [r"^/api/whoami-v2$", r"^/api/datasets/alice/adgen"])

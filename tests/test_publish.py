@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO, run_dsc
-from hub_server import LoopbackHub
+from hub_server import LoopbackHub, loopback_env
 
 TOKEN = "hf_dscTESTsecret0123456789abcdefALICE"
 BOB_TOKEN = "hf_dscTESTsecret0123456789abcdefBOB"
@@ -33,17 +33,8 @@ def snapshot(folder: Path) -> dict[str, tuple[str, int]]:
 
 
 def hub_env(hub_url: str, home: Path, token: str = TOKEN, **extra: str) -> dict[str, str]:
-    """A clean Hugging Face environment pointed at the loopback hub ("" unsets a variable for huggingface_hub)."""
-    return {
-        "HF_ENDPOINT": hub_url,
-        "HF_TOKEN": token,
-        "HF_HOME": str(home / "hf"),
-        "HF_DATASETS_CACHE": str(home / "datasets"),
-        "HF_HUB_OFFLINE": "0",
-        "HF_DATASETS_OFFLINE": "0",
-        "HF_HUB_DISABLE_TELEMETRY": "1",
-        **extra,
-    }
+    """The loopback hub's environment with Alice's token unless another is given."""
+    return loopback_env(hub_url, home, token, **extra)
 
 
 def assert_no_token(*texts: str, folders: tuple[Path, ...] = (), hub: LoopbackHub | None = None) -> None:
