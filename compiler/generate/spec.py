@@ -38,14 +38,14 @@ DEFAULT_MINHASH_NGRAM = 1
 """Jaccard of word sets at which a candidate counts as a copy: of the settings bench/novelty_bench.py tries, the one
 whose decisions agree most with Alpaca's ROUGE-L > 0.7 on the same candidates (instructions are short, so one new
 word breaks two bigrams and bigram Jaccard lets close rewordings through)."""
-DEFAULT_TIMEOUT = 90.0
+DEFAULT_TIMEOUT = 75.0
 """Seconds to wait for an answer once connected (a model writes all of it before the first byte comes back)."""
 DEFAULT_CONNECT_TIMEOUT = 10.0
 DEFAULT_STALL_REQUESTS = 25
 """Requests in a row that keep no new record (five of Alpaca's batches, ~375 candidates) before the run stops."""
-DEFAULT_STALL_SECONDS = 110.0
-"""Seconds without a new record before the run stops: above `timeout`, so one hung request is timed out and retried
-first, and under two minutes, so an endpoint that never answers is reported while someone is still watching."""
+DEFAULT_STALL_SECONDS = 90.0
+"""Seconds without a new record before the run stops: above `timeout`, so one hung request is timed out first, and well
+under two minutes, so an endpoint that never answers is reported while someone is still watching."""
 TEMPLATE_VARIABLES = ("examples", "num_examples")
 """What the prompt template sees: the sampled seed tasks (instruction, input, output) and how many there are."""
 
