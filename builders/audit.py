@@ -4,10 +4,13 @@ duplicate), with its source location, the reason and the facts behind it, sorted
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
+from dsc.builders.outputs import OutputError
 from dsc.compiler.audit import counts, records
+from dsc.compiler.errors import Location, Problem
 from dsc.compiler.pipeline import Compiled
 
 FILE = "audit.jsonl"
@@ -18,6 +21,33 @@ def write_lines(path: Path, lines: list[dict[str, Any]]) -> None:
     with path.open("w", encoding="utf-8") as fh:
         for line in lines:
             fh.write(json.dumps(line, ensure_ascii=False) + "\n")
+
+
+def _is_audit(path: Path) -> bool:
+    """Whether an existing file is one dsc wrote: empty, or JSON lines that are all audit lines."""
+    try:
+        with path.open(encoding="utf-8") as fh:
+            for text in fh:
+                line = json.loads(text)
+                if not (isinstance(line, dict) and {"source_id", "stage", "reason"} <= set(line)):
+                    return False
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return False
+    return True
+
+
+def write_audit_file(path: Path, lines: list[dict[str, Any]]) -> None:
+    """Write audit lines to `path` whole or not at all (`dsc validate --audit FILE`); a file already there is replaced
+    only when it is an audit dsc wrote (`OutputError` otherwise, nothing written)."""
+    if path.exists() and not (path.is_file() and _is_audit(path)):
+        raise OutputError(Problem("is not an audit file dsc wrote; refusing to replace it: choose another path", Location(str(path))))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        write_lines(partial, lines)
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
 
 
 def write_audit(stage: Path, compiled: Compiled) -> None:

@@ -178,24 +178,11 @@ def _cmd_validate(args: argparse.Namespace) -> int:
                 print(f"    {reason}: {n}")
             trail = compiled.audit
     if args.audit:
-        _write_audit(Path(args.audit), records(trail, spec.path.parent))
+        from dsc.builders.audit import write_audit_file
+
+        write_audit_file(Path(args.audit), records(trail, spec.path.parent))
         print(f"  wrote {args.audit} ({len(trail)} record(s))")
     return 0
-
-
-def _write_audit(path: Path, lines: list[dict[str, Any]]) -> None:
-    """Write audit lines to `path` whole or not at all (a temporary file renamed into place)."""
-    import os
-
-    from dsc.builders.audit import write_lines
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        write_lines(partial, lines)
-        os.replace(partial, path)
-    finally:
-        partial.unlink(missing_ok=True)
 
 
 def _cmd_build(args: argparse.Namespace) -> int:

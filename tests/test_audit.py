@@ -119,6 +119,13 @@ def test_validate_lists_invalid_records_checks_lengths_and_writes_the_audit(tmp_
     assert {a["stage"] for a in audit} == {"invalid", "truncated"}  # validate does not dedup
     skipped = run_dsc("validate", str(spec), "-q", "--no-lengths", cwd=tmp_path)
     assert skipped.returncode == 0 and "lengths: not checked (--no-lengths)" in skipped.stdout
+    again = run_dsc("validate", str(spec), "-q", "--no-lengths", "--audit", str(tmp_path / "a.jsonl"), cwd=tmp_path)
+    assert again.returncode == 0 and _lines(tmp_path / "a.jsonl")  # its own audit is replaced
+    notes = tmp_path / "notes.jsonl"
+    notes.write_text('{"todo": "a file of the user\'s"}\n', encoding="utf-8")
+    refused = run_dsc("validate", str(spec), "-q", "--no-lengths", "--audit", str(notes), cwd=tmp_path)
+    assert refused.returncode == 2 and "is not an audit file dsc wrote" in refused.stderr and "Traceback" not in refused.stderr
+    assert notes.read_text(encoding="utf-8") == '{"todo": "a file of the user\'s"}\n'
 
 
 def test_validate_fails_a_spec_whose_lengths_fail_at_build(tmp_path: Path) -> None:
