@@ -8,6 +8,10 @@ from __future__ import annotations
 import base64
 from collections.abc import Iterable, Sequence
 from html import escape
+from pathlib import Path
+
+from dsc.builders.outputs import OutputError
+from dsc.compiler.errors import Location, Problem
 
 STYLE = """
 body { font-family: sans-serif; margin: 2em auto; max-width: 1100px; color: #222; line-height: 1.4; padding: 0 1em; }
@@ -66,9 +70,20 @@ def pre(value: str) -> str:
     return f"<pre>{text(value)}</pre>"
 
 
+GENERATOR = '<meta name="generator" content="dsc">'
+"""Marks a page as dsc's, so a later run may replace it (and nothing else)."""
+
+
+def write_page(path: Path, content: str) -> None:
+    """Write a page to `path`, replacing a file there only when it is a page dsc wrote (`OutputError` otherwise)."""
+    if path.exists() and not (path.is_file() and GENERATOR in path.read_text(encoding="utf-8", errors="replace")[:2000]):
+        raise OutputError(Problem("is not a page dsc wrote; refusing to replace it: choose another path", Location(str(path))))
+    path.write_text(content, encoding="utf-8")
+
+
 def page(title: str, body: Sequence[str]) -> str:
     """A whole HTML5 document with the inline style sheet."""
     return (
-        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+        f"<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n{GENERATOR}\n"
         f"<title>{text(title)}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n" + "\n".join(body) + "\n</body>\n</html>\n"
     )

@@ -289,11 +289,12 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 def _cmd_diff(args: argparse.Namespace) -> int:
     from dsc.builders.diff import diff_html, diff_packages, diff_text
+    from dsc.builders.html import write_page
 
     diff = diff_packages(args.old, args.new)
     print(diff_text(diff, shown=args.n), end="")
     if args.html:
-        Path(args.html).write_text(diff_html(diff, shown=max(args.n, 500)), encoding="utf-8")
+        write_page(Path(args.html), diff_html(diff, shown=max(args.n, 500)))
         print(f"dsc diff: wrote {args.html}")
     return 0
 

@@ -124,6 +124,12 @@ def test_dsc_diff_cli_text_and_html(builds, tmp_path: Path) -> None:
     assert svg_images(page)
     cells = [cell for rows in page.tables.values() for row in rows for cell in row]
     assert "data.json#20, data.json#30" in cells and "data.json#3, data.json#10" in cells
+    assert run_dsc("diff", str(a), str(b), "--html", str(out)).returncode == 0  # its own page is replaced
+    mine = tmp_path / "mine.html"
+    mine.write_text("<html>my notes</html>", encoding="utf-8")
+    refused = run_dsc("diff", str(a), str(b), "--html", str(mine))
+    assert refused.returncode == 2 and "is not a page dsc wrote" in refused.stderr
+    assert mine.read_text(encoding="utf-8") == "<html>my notes</html>"
 
 
 def test_dsc_diff_of_a_folder_that_is_not_a_package(builds, tmp_path: Path) -> None:
