@@ -32,10 +32,10 @@ sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
 import datasets  # noqa: E402
 from datasketch import MinHash, MinHashLSH  # noqa: E402
-from dsc.compiler.dedup import EXACT, LENGTH, SIGNATURE, decide, deduplicate, signature_phase  # noqa: E402
-from dsc.compiler.dedup_spec import Normalize  # noqa: E402
-from dsc.compiler.lsh import band_shape  # noqa: E402
-from dsc.compiler.minhash import tokens  # noqa: E402
+from dsc.compiler.dedup.lsh import band_shape  # noqa: E402
+from dsc.compiler.dedup.minhash import tokens  # noqa: E402
+from dsc.compiler.dedup.passes import EXACT, LENGTH, SIGNATURE, decide, deduplicate, signature_phase  # noqa: E402
+from dsc.compiler.dedup.settings import Normalize  # noqa: E402
 from dsc.compiler.pipeline import Options, render  # noqa: E402
 from dsc.compiler.spec import load_spec  # noqa: E402
 from dsc.compiler.split import KEY, validation_mask  # noqa: E402

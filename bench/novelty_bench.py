@@ -27,11 +27,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
-from dsc.compiler.dedup_spec import Near  # noqa: E402
+from dsc.compiler.dedup.lsh import band_shape  # noqa: E402
+from dsc.compiler.dedup.settings import Near  # noqa: E402
 from dsc.compiler.generate.novelty import MinHashNovelty, RougeNovelty  # noqa: E402
 from dsc.compiler.generate.rouge import tokenize  # noqa: E402
 from dsc.compiler.generate.spec import DEFAULT_MINHASH_NGRAM, DEFAULT_MINHASH_THRESHOLD, read_seeds  # noqa: E402
-from dsc.compiler.lsh import band_shape  # noqa: E402
 from threshold_pairs import threshold_pairs  # noqa: E402
 
 DATA = REPO / "formats" / "data"

@@ -23,7 +23,7 @@ from dsc.compiler.batch import BOOKKEEPING, DETAIL, DROP, ERROR, Pass, chain, fi
 from dsc.compiler.chat.chat_template import load_chat_template
 from dsc.compiler.chat.encode_chat import make_chat_encode_pass
 from dsc.compiler.chat.render_chat import CHAT, make_chat_render_pass
-from dsc.compiler.dedup import VALIDATION, Duplicates, deduplicate
+from dsc.compiler.dedup.passes import VALIDATION, Duplicates, deduplicate
 from dsc.compiler.derive import make_derive_pass
 from dsc.compiler.encode import IGNORE, make_encode_pass
 from dsc.compiler.errors import Problem, RecordError

@@ -18,7 +18,7 @@ import jsonschema
 import regex
 from dsc.compiler import resources
 from dsc.compiler.chat.chat_spec import ChatSpec, parse_chat
-from dsc.compiler.dedup_spec import DedupSpec, parse_dedup
+from dsc.compiler.dedup.settings import DedupSpec, parse_dedup
 from dsc.compiler.errors import Location, Problem, SpecError
 from dsc.compiler.limits import TEMPLATE_PATH_ENV
 from dsc.compiler.sandbox import environment

@@ -365,7 +365,7 @@ def _preview_duplicates(args: argparse.Namespace) -> int:
     """The first clusters dedup finds: the kept record's compared text beside each dropped one's."""
     import datasets
 
-    from dsc.compiler.dedup import compared_texts, deduplicate
+    from dsc.compiler.dedup.passes import compared_texts, deduplicate
     from dsc.compiler.errors import Problem, SpecError
     from dsc.compiler.pipeline import Options, render
     from dsc.compiler.spec import load_spec

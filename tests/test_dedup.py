@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from conftest import DATA, FORMATS, WORKERS, run_dsc
 from datasketch import LeanMinHash, MinHash
-from dsc.compiler.dedup_spec import Near, Normalize
-from dsc.compiler.lsh import find, union
-from dsc.compiler.minhash import batch_signatures, shingle_hashes, signatures, tokens
+from dsc.compiler.dedup.lsh import find, union
+from dsc.compiler.dedup.minhash import batch_signatures, shingle_hashes, signatures, tokens
+from dsc.compiler.dedup.settings import Near, Normalize
 
 
 def _alpaca_texts(n: int) -> list[str]:
@@ -226,8 +226,8 @@ def test_dedup_false_turns_a_formats_dedup_off(tmp_path: Path) -> None:
 def test_reported_similarity_is_the_one_that_decided(packages) -> None:
     """Near the threshold a MinHash estimate can land on the wrong side (ADGEN line 810: estimate 0.727, exact
     Jaccard 0.788 at threshold 0.75): such pairs report their exact Jaccard, recomputed here from the texts."""
-    from dsc.compiler.lsh import MARGIN
-    from dsc.compiler.minhash import shingle_sets
+    from dsc.compiler.dedup.lsh import MARGIN
+    from dsc.compiler.dedup.minhash import shingle_sets
 
     near = Near()
     margin = MARGIN * np.sqrt(near.threshold * (1 - near.threshold) / near.num_perm)

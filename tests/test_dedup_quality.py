@@ -14,7 +14,7 @@ from typing import Any
 import datasets
 import pytest
 from conftest import DATA, FORMATS
-from dsc.compiler.dedup import Duplicates, deduplicate
+from dsc.compiler.dedup.passes import Duplicates, deduplicate
 from dsc.compiler.pipeline import Options, render
 from dsc.compiler.spec import load_spec
 from near_copies import (

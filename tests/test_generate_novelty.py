@@ -11,7 +11,7 @@ import re
 import numpy as np
 import pytest
 from conftest import DATA
-from dsc.compiler.dedup_spec import Near
+from dsc.compiler.dedup.settings import Near
 from dsc.compiler.generate.novelty import MISS, MinHashNovelty, RougeNovelty, recall_shape
 from dsc.compiler.generate.rouge import RougeIndex, tokenize
 from dsc.compiler.generate.spec import DEFAULT_MINHASH_NGRAM, DEFAULT_MINHASH_THRESHOLD, read_seeds

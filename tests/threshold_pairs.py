@@ -11,8 +11,8 @@ import random
 from collections.abc import Sequence
 from fractions import Fraction
 
-from dsc.compiler.dedup_spec import Normalize
-from dsc.compiler.minhash import tokens
+from dsc.compiler.dedup.minhash import tokens
+from dsc.compiler.dedup.settings import Normalize
 
 
 def _sizes(threshold: float, most: int) -> list[tuple[int, int]]:

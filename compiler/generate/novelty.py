@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
-from dsc.compiler.dedup_spec import Near, Normalize
+from dsc.compiler.dedup.lsh import MARGIN, band_keys, jaccard
+from dsc.compiler.dedup.minhash import shingle_hashes, signatures, tokens
+from dsc.compiler.dedup.settings import Near, Normalize
 from dsc.compiler.generate.rouge import RougeIndex, tokenize
-from dsc.compiler.lsh import MARGIN, band_keys, jaccard
-from dsc.compiler.minhash import shingle_hashes, signatures, tokens
 
 MINHASH = "minhash"
 ROUGE_L = "rouge-l"

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from dsc.compiler import resources
-from dsc.compiler.dedup_spec import Near
+from dsc.compiler.dedup.settings import Near
 from dsc.compiler.errors import Location, Problem, RecordError
 from dsc.compiler.generate.encoding import Task
 from dsc.compiler.generate.filters import ALPACA_BLACKLIST, ALPACA_PREFIXES, Filters

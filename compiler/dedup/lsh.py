@@ -16,7 +16,7 @@ from collections.abc import Callable
 from functools import lru_cache
 
 import numpy as np
-from dsc.compiler.minhash import mix64
+from dsc.compiler.dedup.minhash import mix64
 
 Measure = Callable[[np.ndarray, np.ndarray], np.ndarray]
 """Exact Jaccard of row pairs (u[i], v[i])."""

@@ -25,10 +25,10 @@ import pyarrow as pa
 from dsc.compiler import engine
 from dsc.compiler.audit import audit_rows, no_audit, relative_file
 from dsc.compiler.batch import BOOKKEEPING, Batch, Pass, field_column, source_id
-from dsc.compiler.dedup_spec import RENDERED, DedupSpec
-from dsc.compiler.lsh import Measure, band_shape, find, jaccard, near_clusters, settled, union
-from dsc.compiler.lsh import buckets as equal_key_pairs
-from dsc.compiler.minhash import HASH_SCHEME, SCHEME, batch_signatures, exact_keys, shingle_sets
+from dsc.compiler.dedup.lsh import Measure, band_shape, find, jaccard, near_clusters, settled, union
+from dsc.compiler.dedup.lsh import buckets as equal_key_pairs
+from dsc.compiler.dedup.minhash import HASH_SCHEME, SCHEME, batch_signatures, exact_keys, shingle_sets
+from dsc.compiler.dedup.settings import RENDERED, DedupSpec
 from dsc.compiler.spec import Spec
 from dsc.compiler.split import KEY, validation_mask
 

@@ -20,7 +20,7 @@ from itertools import chain
 
 import numpy as np
 import xxhash
-from dsc.compiler.dedup_spec import Near, Normalize
+from dsc.compiler.dedup.settings import Near, Normalize
 
 SCHEME = "affine32"
 HASH_SCHEME = "tokens xxh3_64; n-gram = murmur3 fmix64 chain; shingle hash = 64->32 xor fold; datasketch MinHash scheme affine32"
