@@ -107,3 +107,12 @@ def test_rows_break_after_newlines_and_at_the_width() -> None:
     colored = _token_rows(tokens[:2], 12, color=True)
     assert colored == [f"{MASKED}user\x1b[0m|{MASKED}↵\x1b[0m"]
     assert _token_rows([("x" * 30, False)], 12, color=False) == ["x" * 10, "x" * 10, "x" * 10]
+
+
+def test_a_closed_pipe_ends_preview_quietly() -> None:
+    """`dsc preview ... | head` stops reading early: dsc exits 0 without an error message or a traceback."""
+    run = subprocess.run(
+        f"{sys.executable} -m dsc preview sharegpt -n 40 | head -1",  # far more than a pipe buffer holds
+        shell=True, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True, timeout=120,
+    )
+    assert run.stdout.startswith("sharegpt: ") and run.stderr == ""
