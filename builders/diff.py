@@ -17,8 +17,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from dsc.builders import charts, html
 from dsc.builders.charts import Panel, Series
-from dsc.builders.measures import quantiles
 from dsc.builders.package_view import PackageView, input_name, read_view, source_names, source_rows
+from dsc.compiler.pipeline import quantiles
 
 COLUMNS = ["input_ids", "labels", "source_id"]
 IGNORED_SPEC_KEYS = ("output",)  # where a package was written does not change what is in it

@@ -85,19 +85,6 @@ def token_measures(table: pa.Table) -> TokenMeasures:
     )
 
 
-def quantiles(values: np.ndarray) -> dict[str, float]:
-    """min, mean, p50, p95, max (empty: all zero)."""
-    if not len(values):
-        return {"min": 0, "mean": 0.0, "p50": 0, "p95": 0, "max": 0}
-    return {
-        "min": int(values.min()),
-        "mean": round(float(values.mean()), 1),
-        "p50": int(np.percentile(values, 50)),
-        "p95": int(np.percentile(values, 95)),
-        "max": int(values.max()),
-    }
-
-
 def _letters(strings: pa.Array) -> np.ndarray:
     """Letters per string and script, an (n, len(SCRIPTS)) count, straight from the Arrow UTF-8 buffers.
 

@@ -21,8 +21,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from dsc.builders import charts, html
 from dsc.builders.charts import COLORS, SPLIT_COLORS, Bar, Panel, Series
-from dsc.builders.measures import TokenMeasures, clusters, openings, per_source, quantiles, script_mix, token_measures
+from dsc.builders.measures import TokenMeasures, clusters, openings, per_source, script_mix, token_measures
 from dsc.builders.package_view import PackageView, input_name, read_side_files, read_view
+from dsc.compiler.pipeline import quantiles
 
 if TYPE_CHECKING:  # the build's types; `dsc report` itself never imports the compiler (nor datasets)
     from dsc.builders.package import Extra

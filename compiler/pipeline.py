@@ -151,13 +151,20 @@ def _token_stats(ds: datasets.Dataset) -> dict[str, Any]:
         "records": len(table),
         "tokens": int(lengths.sum()),
         "trainable": trainable,
-        "length": {
-            "min": int(lengths.min()),
-            "mean": round(float(lengths.mean()), 1),
-            "p50": int(np.percentile(lengths, 50)),
-            "p95": int(np.percentile(lengths, 95)),
-            "max": int(lengths.max()),
-        },
+        "length": quantiles(lengths),
+    }
+
+
+def quantiles(values: np.ndarray) -> dict[str, float]:
+    """min, mean, p50, p95, max of token lengths, as the manifest, the card and the report show them (empty: zeros)."""
+    if not len(values):
+        return {"min": 0, "mean": 0.0, "p50": 0, "p95": 0, "max": 0}
+    return {
+        "min": int(values.min()),
+        "mean": round(float(values.mean()), 1),
+        "p50": int(np.percentile(values, 50)),
+        "p95": int(np.percentile(values, 95)),
+        "max": int(values.max()),
     }
 
 
