@@ -90,8 +90,8 @@ def main() -> None:
         from dsc.compiler.pipeline import Options, render
         from dsc.compiler.spec import load_spec
 
-        rendered = render(load_spec(spec), Options()).dataset
-        texts = rendered.data.table.column("prompt").to_pylist() + rendered.data.table.column("response").to_pylist()
+        rendered = render(load_spec(spec), Options()).spill.table()
+        texts = rendered.column("prompt").to_pylist() + rendered.column("response").to_pylist()
         (folder / "texts.json").write_text(json.dumps(texts), encoding="utf-8")
 
         floor_cmd = [sys.executable, "-c", FLOOR, str(qwen3_path() / "tokenizer.json"), str(folder / "texts.json")]

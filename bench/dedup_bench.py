@@ -5,8 +5,8 @@ Chinese (one ADGEN record's tag list with another's ad copy), so they are distin
 of them get one or two near-copies from tests/near_copies.py, the edits the quality test uses. Both sides use the
 same tokens, n-gram size, num_perm, seed and LSH bands (the spec defaults):
 
-- dsc:   phase one (signatures, a batch pass under datasets.map), phase two (LSH bands, union-find, keep), and the
-         whole `deduplicate` call.
+- dsc:   phase one (signatures, a batch pass chained after render: timed as render with signatures minus render
+         without), phase two (the `deduplicate` call: LSH bands, union-find, keep, audit), and both together.
 - naive: one `MinHash` per record and `MinHash.update` per shingle, then `MinHashLSH` (insertion session), a query
          per record, `MinHash.jaccard` on each candidate and a Python union-find.
 
@@ -34,11 +34,10 @@ import datasets  # noqa: E402
 from datasketch import MinHash, MinHashLSH  # noqa: E402
 from dsc.compiler.dedup.lsh import band_shape  # noqa: E402
 from dsc.compiler.dedup.minhash import tokens  # noqa: E402
-from dsc.compiler.dedup.passes import EXACT, LENGTH, SIGNATURE, decide, deduplicate, signature_phase  # noqa: E402
+from dsc.compiler.dedup.passes import EXACT, LENGTH, SIGNATURE, deduplicate  # noqa: E402
 from dsc.compiler.dedup.settings import Normalize  # noqa: E402
 from dsc.compiler.pipeline import Options, render  # noqa: E402
 from dsc.compiler.spec import load_spec  # noqa: E402
-from dsc.compiler.split import KEY, validation_mask  # noqa: E402
 from near_copies import chinese_edit, distinct, english_edit, scores, with_near_copies  # noqa: E402
 
 DATA = REPO / "formats" / "data"
@@ -136,29 +135,30 @@ def main() -> None:
             encoding="utf-8",
         )
         spec = load_spec(spec_file)
-        ds = render(spec, Options()).dataset
-        dedup = spec.dedup
-        near = dedup.near
+        near = spec.dedup.near
+        options = Options(num_proc=args.num_proc)
         start = time.perf_counter()
-        table = signature_phase(spec, ds, args.num_proc)
-        t_sig = time.perf_counter() - start
+        render(spec, options)
+        t_render = time.perf_counter() - start
         start = time.perf_counter()
-        decide(table, dedup, validation_mask(table.column(KEY).to_numpy(), spec.split))
+        rendered = render(spec, options, signatures=True)
+        t_sig = time.perf_counter() - start - t_render
+        start = time.perf_counter()
+        whole = deduplicate(spec, rendered)
         t_lsh = time.perf_counter() - start
-        start = time.perf_counter()
-        _kept, whole = deduplicate(spec, ds, args.num_proc)
-        t_whole = time.perf_counter() - start
+        t_whole = t_sig + t_lsh
+        table = rendered.signatures
     n = len(texts)
     ours: dict[int, set[int]] = {}
     for d, k in zip(whole.dropped.tolist(), whole.kept.tolist(), strict=True):
         ours.setdefault(k, {k}).add(d)
     p, r = scores(ours.values(), truth(groups))
     state = table.column(SIGNATURE).nbytes + table.column(EXACT).nbytes + table.column(LENGTH).nbytes
-    state += table.column(KEY).nbytes + 8 * n  # union-find parents
+    state += rendered.keys.nbytes + 8 * n  # union-find parents
     bands, rows = band_shape(near.threshold, near.num_perm)
     print(
         f"records: {n} ({len(truth(groups))} injected clusters); ngram {near.ngram}, num_perm {near.num_perm}, "
-        f"threshold {near.threshold}, {bands} bands x {rows} rows; num_proc {args.num_proc or 1}"
+        f"threshold {near.threshold}, {bands} bands x {rows} rows; num_proc {args.num_proc or 'every core'}"
     )
     print(f"dsc   signatures  {t_sig:7.2f} s  {n / t_sig:9,.0f} records/s")
     print(f"dsc   LSH+clusters{t_lsh:7.2f} s  {n / t_lsh:9,.0f} records/s")

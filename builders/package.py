@@ -30,6 +30,7 @@ from dsc.compiler.pipeline import PACKAGE_FEATURES, Compiled
 
 MAX_SHARD_BYTES = 500 * 1024 * 1024
 """Shards stay under the Hub's recommended Parquet size (measured on the in-memory Arrow size, which Parquet beats)."""
+ROW_GROUP = 10_000
 
 
 @dataclass
@@ -59,15 +60,20 @@ def _file_sha256(path: Path) -> str:
 
 
 def _write_split(table: pa.Table, name: str, data_dir: Path) -> dict[str, dict[str, Any]]:
-    shards = max(1, math.ceil(table.nbytes / MAX_SHARD_BYTES))
+    """Write one split as Parquet shards of even row counts, each in row groups of ROW_GROUP rows, a row group at a
+    time (the table is memory-mapped from the build's spill, so only one row group is read at once)."""
+    shards = max(1, math.ceil(arrow_size(table) / MAX_SHARD_BYTES))
     rows_per = math.ceil(len(table) / shards) if len(table) else 0
     metadata = {b"huggingface": json.dumps({"info": {"features": PACKAGE_FEATURES.to_dict()}}).encode()}
-    table = table.replace_schema_metadata(metadata)
+    schema = table.schema.with_metadata(metadata)
     files = {}
     for i in range(shards):
         rel = f"data/{name}-{i:05d}-of-{shards:05d}.parquet"
         part = table.slice(i * rows_per, rows_per)
-        pq.write_table(part, data_dir.parent / rel, compression="zstd", row_group_size=10_000)
+        with pq.ParquetWriter(data_dir.parent / rel, schema, compression="zstd") as writer:
+            for start in range(0, len(part), ROW_GROUP):
+                group = part.slice(start, ROW_GROUP).combine_chunks().replace_schema_metadata(metadata)
+                writer.write_table(group, row_group_size=ROW_GROUP)
         files[rel] = {"rows": len(part), "bytes": (data_dir.parent / rel).stat().st_size}
     return files
 

@@ -1,15 +1,19 @@
-"""The build pipeline: sources -> validate/derive/render -> dedup (when the spec asks) -> tokenize/split -> splits, counts.
+"""The build pipeline: sources -> validate/derive/render (+ dedup signatures) -> dedup's global step -> tokenize and
+split -> splits, counts.
 
-Each phase is one run of chained passes over the whole set (`dsc.compiler.engine`: Arrow batches in one process, or
-`datasets.map` workers); between phases the rows marked dropped are counted and filtered, and records that must fail
-the build (bad records under `on_invalid: error`, over-long ones under `overflow: error`) raise a RecordError listing
-the first of them with their locations. Dedup's global step sits between render and tokenize.
+Each phase streams chained passes over chunks of records (`dsc.compiler.engine`: in this process, forked workers or
+Ray) and keeps only what the next global step needs: the rendered records go to a spill file on disk, the tokenized
+ones to one spill per split, and in memory stay the split keys, dedup's per-record columns, counts and the audit
+rows. Rows marked dropped are counted and filtered chunk by chunk, and records that must fail the build (bad records
+under `on_invalid: error`, over-long ones under `overflow: error`) raise a RecordError listing the first of them with
+their locations. So peak memory follows the chunk size, not the number of records, apart from those few columns.
 """
 
 from __future__ import annotations
 
 import time
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,18 +21,19 @@ import datasets
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from dsc.compiler import engine
 from dsc.compiler.audit import dropped_rows, marked, no_audit
 from dsc.compiler.batch import BOOKKEEPING, DETAIL, DROP, ERROR, Pass, chain, field_column
 from dsc.compiler.chat.chat_template import load_chat_template
 from dsc.compiler.chat.encode_chat import make_chat_encode_pass
 from dsc.compiler.chat.render_chat import CHAT, make_chat_render_pass
-from dsc.compiler.dedup.passes import VALIDATION, Duplicates, deduplicate
+from dsc.compiler.dedup.passes import VALIDATION, Duplicates, deduplicate, make_signature_pass, signature_schema
 from dsc.compiler.derive import make_derive_pass
 from dsc.compiler.encode import IGNORE, make_encode_pass
+from dsc.compiler.engine import Engine, chunk_rows, make_engine
+from dsc.compiler.engine.spill import Spill, Workspace
 from dsc.compiler.errors import Problem, RecordError
 from dsc.compiler.render import SEGMENTS, make_render_pass
-from dsc.compiler.sources import read_sources
+from dsc.compiler.sources import RAW_SCHEMA, SourceStream
 from dsc.compiler.spec import Spec
 from dsc.compiler.split import KEY, make_split_key_pass, validation_mask, validation_size, validation_wanted
 from dsc.compiler.tokenizer import LoadedTokenizer, load_tokenizer
@@ -54,17 +59,33 @@ class Options:
 
     limit: int | None = None
     num_proc: int | None = None
+    """Worker processes (None: every core; used only when the input spans more than one chunk)."""
+    engine: str = "local"
+    """Where the passes run: `local` or `ray` (`dsc.compiler.engine`)."""
 
 
 @dataclass
 class Rendered:
-    """Records that passed validation and rendering, and what happened on the way."""
+    """Records that passed validation and rendering (on disk, in `spill`), and what happened on the way."""
 
-    dataset: datasets.Dataset
+    spill: Spill
     read: int
     invalid: Counter[str]
     inputs: list[dict[str, Any]]
+    keys: np.ndarray
+    """Each kept record's split key, in order."""
+    workspace: Workspace
     audit: pa.Table = field(default_factory=no_audit)
+    signatures: pa.Table | None = None
+    """Dedup's per-record columns (exact key, signature, length, keep value), when the render asked for them."""
+
+    @property
+    def dataset(self) -> datasets.Dataset:
+        """The rendered records as a memory-mapped Dataset."""
+        return self.spill.dataset()
+
+    def __len__(self) -> int:
+        return self.spill.rows
 
 
 @dataclass
@@ -74,6 +95,7 @@ class Compiled:
     spec: Spec
     tokenizer: LoadedTokenizer
     splits: dict[str, datasets.Dataset]
+    """Memory-mapped from the build's workspace, which lives as long as this object."""
     counts: dict[str, Any]
     inputs: list[dict[str, Any]]
     tokens: dict[str, Any] = field(default_factory=dict)
@@ -83,13 +105,40 @@ class Compiled:
     timings: dict[str, float] = field(default_factory=dict)
     """Seconds per phase. Shown by `dsc build`, never written into the package: a package must not differ between two
     builds of the same spec and data."""
+    workspace: Workspace | None = None
 
 
-def _raise_errors(ds: datasets.Dataset, what: str) -> None:
-    shown, total = engine.first_errors(ds, SHOWN_ERRORS)
-    if total:
-        problems = [Problem(m) for m in shown]
-        raise RecordError(problems + [Problem(f"{total} record(s) {what}")], total=total + 1)
+class _Errors:
+    """The first located errors of a phase (fatal ones: `on_invalid: error`, `overflow: error`), and how many."""
+
+    def __init__(self) -> None:
+        self.shown: list[str] = []
+        self.total = 0
+
+    def add(self, column: pa.ChunkedArray | pa.Array) -> None:
+        found = len(column) - column.null_count
+        if found:
+            room = SHOWN_ERRORS - len(self.shown)
+            self.shown += column.drop_null().slice(0, room).to_pylist() if room > 0 else []
+            self.total += found
+
+    def raise_if_any(self, what: str) -> None:
+        if self.total:
+            problems = [Problem(m) for m in self.shown]
+            raise RecordError(problems + [Problem(f"{self.total} record(s) {what}")], total=self.total + 1)
+
+
+def _drop_counts(table: pa.Table) -> Counter[str]:
+    """How many rows each drop reason removed."""
+    counts = pc.value_counts(table.column(DROP).drop_null())
+    return Counter({v["values"].as_py(): v["counts"].as_py() for v in counts})
+
+
+def _kept(table: pa.Table) -> pa.Table:
+    """The rows no pass dropped (no copy when none was)."""
+    if table.column(DROP).null_count != len(table):
+        table = table.filter(pc.is_null(table.column(DROP)))
+    return table
 
 
 def _render_pass(spec: Spec, tokenizer: LoadedTokenizer | None) -> Pass:
@@ -100,38 +149,62 @@ def _render_pass(spec: Spec, tokenizer: LoadedTokenizer | None) -> Pass:
     return make_chat_render_pass(spec.chat, tmpl, {f.name for f in spec.fields if f.stored_as_json})
 
 
-def render(spec: Spec, options: Options, tokenizer: LoadedTokenizer | None = None) -> Rendered:
-    """Read, validate, derive and render every record (no tokenizer needed but for conversations: `dsc validate`
-    stops here)."""
-    read = read_sources(spec, options.limit)
-    ds = engine.from_table(read.table)
-    features = datasets.Features(dict(ds.features))
-    del features["_record"]
-    for f in spec.fields:
-        features[field_column(f.name)] = _value(arrow_type(f))
-    for d in spec.derived:
-        features[field_column(d.name)] = datasets.Value("string")
-    features["prompt"] = datasets.Value("string")
-    features["response"] = datasets.Value("string")
+def _render_schema(spec: Spec) -> pa.Schema:
+    fields = [pa.field(name, t) for name, t in zip(RAW_SCHEMA.names, RAW_SCHEMA.types, strict=True) if name != "_record"]
+    fields += [pa.field(field_column(f.name), arrow_type(f)) for f in spec.fields]
+    fields += [pa.field(field_column(d.name), pa.string()) for d in spec.derived]
+    fields += [pa.field("prompt", pa.string()), pa.field("response", pa.string())]
     if spec.labels.turns == "all":
-        features[SEGMENTS] = datasets.List(datasets.Value("string"))
+        fields.append(pa.field(SEGMENTS, pa.list_(pa.string())))
     if spec.chat is not None:
-        features[CHAT] = datasets.Value("large_string")
-    features[KEY] = datasets.Value("int64")
-    features[DROP] = datasets.Value("string")
-    features[ERROR] = datasets.Value("string")
-    features[DETAIL] = datasets.Value("string")
-    passes = chain(make_validate_pass(spec), make_derive_pass(spec), _render_pass(spec, tokenizer), make_split_key_pass(spec.split))
-    ds = engine.apply(ds, passes, desc="validate + render", features=features, remove_columns=["_record"], num_proc=options.num_proc)
-    if spec.on_invalid == "error":
-        _raise_errors(ds, "failed validation or rendering (on_invalid: error; set on_invalid: skip to drop them)")
-    invalid = engine.reasons(ds)
+        fields.append(pa.field(CHAT, pa.large_string()))
+    fields.append(pa.field(KEY, pa.int64()))
+    return pa.schema(fields)
+
+
+def render(
+    spec: Spec, options: Options, tokenizer: LoadedTokenizer | None = None, *, signatures: bool = False, engine: Engine | None = None
+) -> Rendered:
+    """Read, validate, derive and render every record, streaming (no tokenizer needed but for conversations: `dsc
+    validate` stops here). The kept records go to a spill file; with `signatures` (and a `dedup:` section) dedup's
+    per-record columns are computed in the same pass and kept in memory for its global step."""
+    own = engine is None
+    engine = engine or make_engine(options.engine, options.num_proc)
+    workspace = Workspace()
+    schema = _render_schema(spec)
+    passes = [make_validate_pass(spec), make_derive_pass(spec), _render_pass(spec, tokenizer), make_split_key_pass(spec.split)]
+    dedup_schema = signature_schema(spec) if signatures and spec.dedup is not None else None
+    if dedup_schema is not None:
+        passes.append(make_signature_pass(spec))
+    marks = [pa.field(DROP, pa.string()), pa.field(ERROR, pa.string()), pa.field(DETAIL, pa.string())]
+    out_schema = pa.schema([*schema, *(dedup_schema or []), *marks])
+    stream = SourceStream(spec, options.limit, chunk_rows())
+    spill = workspace.spill("rendered", schema)
+    errors, invalid, trail, keys, dedup_parts = _Errors(), Counter[str](), [], [], []
+    try:
+        for chunk in engine.map(stream, chain(*passes), out_schema, frozenset({"_record"}), "validate + render"):
+            if spec.on_invalid == "error":
+                errors.add(chunk.column(ERROR))
+            invalid.update(_drop_counts(chunk))
+            trail.append(dropped_rows(chunk, "invalid"))
+            chunk = _kept(chunk)
+            spill.write(chunk)
+            keys.append(chunk.column(KEY).to_numpy())
+            if dedup_schema is not None:
+                dedup_parts.append(chunk.select(dedup_schema.names))
+    finally:
+        if own:
+            engine.close()
+    errors.raise_if_any("failed validation or rendering (on_invalid: error; set on_invalid: skip to drop them)")
     return Rendered(
-        dataset=engine.kept(ds, [DROP, ERROR, DETAIL]),
-        read=len(read.table),
+        spill=spill.close(),
+        read=stream.read,
         invalid=invalid,
-        inputs=read.inputs,
-        audit=dropped_rows(ds.data.table, "invalid"),
+        inputs=stream.inputs,
+        keys=np.concatenate(keys) if keys else np.zeros(0, np.int64),
+        workspace=workspace,
+        audit=pa.concat_tables([no_audit(), *trail]),
+        signatures=None if dedup_schema is None else pa.concat_tables([dedup_schema.empty_table(), *dedup_parts]),
     )
 
 
@@ -174,78 +247,99 @@ def _source_ids(table: pa.Table) -> pa.Array:
     return pc.binary_join_element_wise(names, rows, "#")
 
 
-def _split_order(table: pa.Table, spec: Spec) -> tuple[pa.Table, int]:
-    """The rendered rows reordered train first, validation after, and the number of train rows.
-
-    Splitting before tokenizing costs one copy of the text; afterwards each split is a zero-copy slice of the
-    tokenized table, which is several times larger."""
-    if VALIDATION in table.column_names:  # dedup split the records already; splitting again could leak copies
-        to_validation = table.column(VALIDATION).to_numpy(zero_copy_only=False)
-    else:
-        to_validation = validation_mask(table.column(KEY).to_numpy(), spec.split)
-    if not to_validation.any():
-        return table, len(table)
-    order = np.concatenate([np.flatnonzero(~to_validation), np.flatnonzero(to_validation)])
-    return table.take(pa.array(order)), int((~to_validation).sum())
+TOKENIZE_INPUT = [*BOOKKEEPING, "prompt", "response", SEGMENTS, CHAT]
+"""What the tokenize phase reads of the rendered records (the field columns stay on disk)."""
 
 
-def tokenize(spec: Spec, rendered: Rendered, tok: LoadedTokenizer, options: Options) -> Compiled:
-    """Split, then tokenize and apply lengths and labels to the rendered records (which this consumes)."""
-    # The tokenize phase needs only the rendered text and the bookkeeping; fields stay behind (less to convert).
-    needed = [*BOOKKEEPING, "prompt", "response", SEGMENTS, CHAT, KEY, VALIDATION]
-    table = rendered.dataset.data.table
-    table = table.select([c for c in needed if c in table.column_names])
-    rendered.dataset = engine.from_table(table.slice(0, 0))  # consumed: the field columns are freed from here on
-    table, n_train = _split_order(table, spec)
-    ds = engine.from_table(table)
-    del table
-    features = datasets.Features(dict(ds.features))
-    features.pop(SEGMENTS, None)
-    features.update(
-        {
-            "input_ids": datasets.List(datasets.Value("int32")),
-            "labels": datasets.List(datasets.Value("int32")),
-            "_truncated": datasets.Value("bool"),
-            "_drift": datasets.Value("bool"),
-            **({"_span_fallback": datasets.Value("bool")} if spec.chat is not None else {}),
-            DROP: datasets.Value("string"),
-            ERROR: datasets.Value("string"),
-            DETAIL: datasets.Value("string"),
-        }
+def _tokenize_chunks(rendered: Rendered, keep: np.ndarray | None, validation: np.ndarray) -> Iterator[pa.Table]:
+    """The rendered records dedup kept, a chunk at a time, each with its split (`_validation`)."""
+    start = 0
+    for chunk in rendered.spill.chunks():
+        end = start + len(chunk)
+        chunk = chunk.select([c for c in TOKENIZE_INPUT if c in chunk.column_names])
+        chunk = chunk.append_column(VALIDATION, pa.array(validation[start:end]))
+        if keep is not None and not keep[start:end].all():
+            chunk = chunk.filter(pa.array(keep[start:end]))
+        start = end
+        if len(chunk):
+            yield chunk
+
+
+def tokenize(
+    spec: Spec,
+    rendered: Rendered,
+    tok: LoadedTokenizer,
+    options: Options,
+    *,
+    keep: np.ndarray | None = None,
+    validation: np.ndarray | None = None,
+    engine: Engine | None = None,
+) -> Compiled:
+    """Tokenize and apply lengths and labels to the rendered records, streaming each into its split's spill.
+
+    `keep` and `validation` (one flag per rendered record) come from dedup, which decides the split itself; without
+    them the split is decided here from the split keys."""
+    own = engine is None
+    engine = engine or make_engine(options.engine, options.num_proc)
+    if validation is None:
+        validation = validation_mask(rendered.keys, spec.split)
+    chat = spec.chat is not None
+    schema = pa.schema(
+        [
+            *(pa.field(n, t) for n, t in zip(RAW_SCHEMA.names, RAW_SCHEMA.types, strict=True) if n != "_record"),
+            pa.field("prompt", pa.string()),
+            pa.field("response", pa.string()),
+            pa.field(VALIDATION, pa.bool_()),
+            pa.field("input_ids", pa.list_(pa.int32())),
+            pa.field("labels", pa.list_(pa.int32())),
+            pa.field("_truncated", pa.bool_()),
+            pa.field("_drift", pa.bool_()),
+            *([pa.field("_span_fallback", pa.bool_())] if chat else []),
+            pa.field(DROP, pa.string()),
+            pa.field(ERROR, pa.string()),
+            pa.field(DETAIL, pa.string()),
+        ]
     )
-    features.pop(KEY, None)
-    features.pop(VALIDATION, None)
-    features.pop(CHAT, None)
-    remove = [c for c in (SEGMENTS, CHAT, KEY, VALIDATION) if c in ds.column_names]
-    if spec.chat is None:
-        encode_pass = make_encode_pass(spec, tok)
-    else:
+    if chat:
         encode_pass = make_chat_encode_pass(tok, load_chat_template(spec.chat, tok, spec.where), spec.lengths)
-    ds = engine.apply(
-        ds,
-        encode_pass,
-        desc="tokenize",
-        features=features,
-        remove_columns=remove,
-        num_proc=options.num_proc,
-        batch_size=2000,
-    )
-    _raise_errors(ds, "longer than the spec's lengths allow (overflow: error)")
-    dropped = engine.reasons(ds)
-    table = ds.data.table
-    del ds
-    drop_column = table.column(DROP)
-    n_train -= drop_column.slice(0, n_train).drop_null().length() if drop_column.null_count != len(table) else 0
-    cut = pc.fill_null(table.column("_truncated"), False)
-    trail = [rendered.audit, dropped_rows(table, "dropped"), marked(table, cut, "truncated", "truncated")]
-    table = engine.kept_table(table, [DROP, ERROR, DETAIL])
-    truncated = int(pc.sum(table.column("_truncated")).as_py() or 0)
-    drift = int(pc.sum(table.column("_drift")).as_py() or 0)
-    chat_counts = {"span_fallback": int(pc.sum(table.column("_span_fallback")).as_py() or 0)} if spec.chat is not None else {}
-    table = table.append_column("source_id", _source_ids(table)).select(list(PACKAGE_FEATURES))
-    splits = {"train": engine.from_table(table.slice(0, n_train))}
-    if n_train < len(table):
-        splits["validation"] = engine.from_table(table.slice(n_train))
+    else:
+        encode_pass = make_encode_pass(spec, tok)
+    package_schema = PACKAGE_FEATURES.arrow_schema
+    spills = {name: rendered.workspace.spill(name, package_schema) for name in ("train", "validation")}
+    errors = {name: _Errors() for name in spills}
+    dropped, trail = Counter[str](), [rendered.audit]
+    truncated = drift = fallback = 0
+    try:
+        chunks = _tokenize_chunks(rendered, keep, validation)
+        for chunk in engine.map(chunks, encode_pass, schema, frozenset({SEGMENTS, CHAT}), "tokenize"):
+            to_validation = chunk.column(VALIDATION)
+            errors["train"].add(chunk.column(ERROR).filter(pc.invert(to_validation)))
+            errors["validation"].add(chunk.column(ERROR).filter(to_validation))
+            dropped.update(_drop_counts(chunk))
+            cut = pc.fill_null(chunk.column("_truncated"), False)
+            trail += [dropped_rows(chunk, "dropped"), marked(chunk, cut, "truncated", "truncated")]
+            chunk = _kept(chunk)
+            truncated += int(pc.sum(chunk.column("_truncated")).as_py() or 0)
+            drift += int(pc.sum(chunk.column("_drift")).as_py() or 0)
+            if chat:
+                fallback += int(pc.sum(chunk.column("_span_fallback")).as_py() or 0)
+            chunk = chunk.append_column("source_id", _source_ids(chunk))
+            to_validation = chunk.column(VALIDATION)
+            spills["train"].write(chunk.filter(pc.invert(to_validation)))
+            spills["validation"].write(chunk.filter(to_validation))
+    finally:
+        if own:
+            engine.close()
+    what = "longer than the spec's lengths allow (overflow: error)"
+    merged = _Errors()
+    for part in errors.values():
+        merged.shown += part.shown
+        merged.total += part.total
+    merged.shown = merged.shown[:SHOWN_ERRORS]
+    merged.raise_if_any(what)
+    splits = {"train": spills["train"].dataset()}
+    if spills["validation"].rows:
+        splits["validation"] = spills["validation"].dataset()
     tokens = {name: _token_stats(split) for name, split in splits.items()}
     total = sum(t["tokens"] for t in tokens.values())
     trained = sum(t["trainable"] for t in tokens.values())
@@ -255,12 +349,19 @@ def tokenize(spec: Spec, rendered: Rendered, tok: LoadedTokenizer, options: Opti
         "dropped": dict(dropped),
         "truncated": truncated,
         "boundary_drift": drift,
-        **chat_counts,
+        **({"span_fallback": fallback} if chat else {}),
         "kept": {name: len(split) for name, split in splits.items()},
     }
     tokens["total"] = {"tokens": total, "trainable": trained, "trainable_share": round(trained / total, 4) if total else 0.0}
     return Compiled(
-        spec=spec, tokenizer=tok, splits=splits, counts=counts, inputs=rendered.inputs, tokens=tokens, audit=pa.concat_tables(trail)
+        spec=spec,
+        tokenizer=tok,
+        splits=splits,
+        counts=counts,
+        inputs=rendered.inputs,
+        tokens=tokens,
+        audit=pa.concat_tables(trail),
+        workspace=rendered.workspace,
     )
 
 
@@ -278,23 +379,27 @@ def compile_spec(spec: Spec, options: Options | None = None, tokenizer: LoadedTo
 
     if spec.chat is not None:  # a conversation renders with the tokenizer's chat template
         tokenizer = tokenizer or load_tokenizer(spec.tokenizer, spec)
-    rendered = render(spec, options, tokenizer)
-    valid = len(rendered.dataset)
-    _require_records(spec, rendered)
-    tok = tokenizer or load_tokenizer(spec.tokenizer, spec)
-    lap("read + render")
-    if spec.dedup is None:
-        compiled = tokenize(spec, rendered, tok, options)
-        lap("tokenize")
-    else:
-        rendered.dataset, duplicates = deduplicate(spec, rendered.dataset, options.num_proc)
-        lap("dedup")
-        compiled = tokenize(spec, rendered, tok, options)
-        lap("tokenize")
-        compiled.duplicates = duplicates
-        compiled.audit = pa.concat_tables([compiled.audit, duplicates.audit])
-        compiled.counts["dropped"] = {**duplicates.reasons(), **compiled.counts["dropped"]}
-        compiled.counts["duplicates"] = duplicates.counts
+    engine = make_engine(options.engine, options.num_proc)
+    try:
+        rendered = render(spec, options, tokenizer, signatures=True, engine=engine)
+        valid = len(rendered)
+        _require_records(spec, rendered)
+        tok = tokenizer or load_tokenizer(spec.tokenizer, spec)
+        lap("read + render")
+        if spec.dedup is None:
+            compiled = tokenize(spec, rendered, tok, options, engine=engine)
+            lap("tokenize")
+        else:
+            duplicates = deduplicate(spec, rendered, engine)
+            lap("dedup")
+            compiled = tokenize(spec, rendered, tok, options, keep=duplicates.keep_mask(), validation=duplicates.validation, engine=engine)
+            lap("tokenize")
+            compiled.duplicates = duplicates
+            compiled.audit = pa.concat_tables([compiled.audit, duplicates.audit])
+            compiled.counts["dropped"] = {**duplicates.reasons(), **compiled.counts["dropped"]}
+            compiled.counts["duplicates"] = duplicates.counts
+    finally:
+        engine.close()
     _require_splits(spec, compiled, valid)
     compiled.timings = timings
     return compiled
@@ -307,7 +412,7 @@ def _reasons(counts: dict[str, int]) -> str:
 def _require_records(spec: Spec, rendered: Rendered) -> None:
     """A build with nothing to build is an error (a package with no rows cannot be loaded), as is a validation count
     that leaves nothing to train on; raised before the tokenizer loads, so no package is written or replaced."""
-    valid = len(rendered.dataset)
+    valid = len(rendered)
     if rendered.read == 0:
         names = ", ".join(str(i.get("path") or f"hub:{i.get('hub')}") for i in rendered.inputs) or "the sources"
         raise RecordError(Problem(f"sources: no records to build in {names} (empty, or only blank lines)", spec.where("sources")))

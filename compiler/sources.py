@@ -11,12 +11,12 @@ validate pass reports at the record's line like any other invalid record (skippa
 
 from __future__ import annotations
 
+import codecs
 import csv
 import hashlib
 import json
 import re
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +34,6 @@ RAW_SCHEMA = pa.schema(
         ("_record", pa.large_binary()),
     ]
 )
-CHUNK = 8192
 _UNREADABLE = b"\x00"  # no JSON text starts with a NUL byte
 
 
@@ -51,91 +50,136 @@ def unreadable_reason(raw: bytes) -> tuple[str, str] | None:
     return reason, message
 
 
-@dataclass
-class ReadResult:
-    """The raw records of every source, and what went in (file hashes, counts)."""
+class _Chunker:
+    """Raw rows gathered into Arrow tables of `size` rows (one source per chunk), so a large file never sits in
+    Python whole: the stream yields each chunk as it fills."""
 
-    table: pa.Table
-    inputs: list[dict[str, Any]] = field(default_factory=list)
-
-
-class _Rows:
-    """Raw rows gathered into Arrow record batches of CHUNK rows, so a large file never sits in Python twice."""
-
-    def __init__(self) -> None:
-        self.batches: list[pa.RecordBatch] = []
+    def __init__(self, size: int) -> None:
+        self.size = size
         self.source = 0
-        self._done = 0
+        self.count = 0
         self._pending: tuple[list[str], list[int], list[int | None], list[bytes]] = ([], [], [], [])
 
-    def add(self, file: str, row: int, line: int | None, record: bytes) -> None:
+    def add(self, file: str, row: int, line: int | None, record: bytes) -> pa.Table | None:
+        """Add one row; returns a full chunk when this row filled one."""
         files, rows, lines, records = self._pending
         files.append(file)
         rows.append(row)
         lines.append(line)
         records.append(record)
-        if len(records) >= CHUNK:
-            self.flush()
+        self.count += 1
+        return self.flush() if len(records) >= self.size else None
 
-    def flush(self) -> None:
+    def flush(self) -> pa.Table | None:
+        """The rows gathered so far as a chunk (None when there are none)."""
         files, rows, lines, records = self._pending
         if not records:
-            return
+            return None
         columns = [pa.array([self.source] * len(records), pa.int32()), pa.array(files, pa.string())]
         columns += [pa.array(rows, pa.int64()), pa.array(lines, pa.int64()), pa.array(records, pa.large_binary())]
-        self.batches.append(pa.RecordBatch.from_arrays(columns, schema=RAW_SCHEMA))
-        self._done += len(records)
         self._pending = ([], [], [], [])
-
-    def __len__(self) -> int:
-        return self._done + len(self._pending[3])
+        return pa.Table.from_arrays(columns, schema=RAW_SCHEMA)
 
 
-def _json_array_items(text: str, name: str) -> Iterator[tuple[int, str]]:
-    """(line, raw text) of each element of a top-level JSON array, without building Python objects twice."""
+BLOCK = 1 << 20
+"""Bytes read at a time from a JSON array file."""
+
+
+class _Text:
+    """A JSON array file as text, read a block at a time: `text[pos:]` is what is not yet consumed, and `line` the
+    1-based line at `pos`. Bytes that are not UTF-8 survive as surrogate escapes and go back out as the same bytes:
+    the validate pass reports the one record that holds them."""
+
+    def __init__(self, fh: Any, digest: Any) -> None:
+        self._fh = fh
+        self._digest = digest
+        self._decoder = codecs.getincrementaldecoder("utf-8-sig")(errors="surrogateescape")
+        self.text = ""
+        self.pos = 0
+        self.line = 1
+        self.eof = False
+
+    def more(self) -> bool:
+        """Read another block (dropping what was consumed); False at the end of the file."""
+        if self.eof:
+            return False
+        data = self._fh.read(max(BLOCK, len(self.text) - self.pos))
+        self._digest.update(data)
+        self.eof = not data
+        self.text = self.text[self.pos :] + self._decoder.decode(data, final=self.eof)
+        self.pos = 0
+        return True
+
+    def skip_space(self) -> str:
+        """Advance past whitespace; the next character ('' at the end of the file)."""
+        while True:
+            n = len(self.text)
+            while self.pos < n and self.text[self.pos] in " \t\r\n":
+                if self.text[self.pos] == "\n":
+                    self.line += 1
+                self.pos += 1
+            if self.pos < n or not self.more():
+                return self.text[self.pos : self.pos + 1]
+
+    def advance(self, end: int) -> str:
+        """Consume up to `end`; the consumed text."""
+        raw = self.text[self.pos : end]
+        self.line += raw.count("\n")
+        self.pos = end
+        return raw
+
+
+def _json_array_items(fh: Any, digest: Any, name: str) -> Iterator[tuple[int, str]]:
+    """(line, raw text) of each element of a top-level JSON array, reading the file a block at a time."""
     decoder = json.JSONDecoder()
-    ws = " \t\r\n"
-    i = 0
-    n = len(text)
-    while i < n and text[i] in ws:
-        i += 1
-    if i >= n or text[i] != "[":
+    text = _Text(fh, digest)
+    if text.skip_space() != "[":
         raise RecordError(Problem("a .json source must hold a JSON array of records (use .jsonl for JSON lines)", Location(name, 1)))
-    i += 1
-    line = 1 + text.count("\n", 0, i)
-    pos = i
+    text.advance(text.pos + 1)
+    if text.skip_space() == "]":
+        return
     while True:
-        while i < n and text[i] in ws:
-            i += 1
-        if i < n and text[i] == "]":
-            return
-        line += text.count("\n", pos, i)
-        pos = i
-        try:
-            _, end = decoder.raw_decode(text, i)
-        except json.JSONDecodeError as exc:
-            raise RecordError(Problem(f"invalid JSON: {exc.msg}", Location(name, exc.lineno))) from None
-        except RecursionError:
-            end = _value_end(text, i, name)  # the validate pass reports this record as nested too deeply
-        yield line, text[i:end]
-        i = end
-        while i < n and text[i] in ws:
-            i += 1
-        if i < n and text[i] == ",":
-            i += 1
-        elif i < n and text[i] == "]":
+        line = text.line
+        end = _item_end(text, decoder, name)
+        yield line, text.advance(end)
+        mark = text.skip_space()
+        if mark == ",":
+            text.advance(text.pos + 1)
+            if text.skip_space() == "]":
+                return
+        elif mark == "]":
             return
         else:
-            at = 1 + text.count("\n", 0, min(i, n))
-            raise RecordError(Problem("invalid JSON: expected ',' or ']' between records", Location(name, at)))
+            raise RecordError(Problem("invalid JSON: expected ',' or ']' between records", Location(name, text.line)))
+
+
+def _item_end(text: _Text, decoder: json.JSONDecoder, name: str) -> int:
+    """Where the JSON value at `text.pos` ends, reading more of the file until it is whole (a value that ends at the
+    end of what was read, like a number, may go on in the next block)."""
+    while True:
+        try:
+            _, end = decoder.raw_decode(text.text, text.pos)
+        except json.JSONDecodeError as exc:
+            if text.more():
+                continue
+            line = text.line + text.text.count("\n", text.pos, exc.pos)
+            raise RecordError(Problem(f"invalid JSON: {exc.msg}", Location(name, line))) from None
+        except RecursionError:
+            end = _value_end(text.text, text.pos)  # the validate pass reports this record as nested too deeply
+            if end is None:
+                if text.more():
+                    continue
+                raise RecordError(Problem("invalid JSON: an unclosed array or object", Location(name, text.line))) from None
+        if end < len(text.text) or not text.more():
+            return end
 
 
 _JSON_TOKENS = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]')
 
 
-def _value_end(text: str, start: int, name: str) -> int:
+def _value_end(text: str, start: int) -> int | None:
     """Where the JSON array or object starting at `start` ends, by counting brackets outside strings (for values too
-    deeply nested for the JSON decoder to parse)."""
+    deeply nested for the JSON decoder to parse); None when it does not end in `text`."""
     depth = 0
     for token in _JSON_TOKENS.finditer(text, start):
         mark = token.group()
@@ -145,55 +189,46 @@ def _value_end(text: str, start: int, name: str) -> int:
             depth -= 1
             if depth == 0:
                 return token.end()
-    line = 1 + text.count("\n", 0, start)
-    raise RecordError(Problem("invalid JSON: an unclosed array or object", Location(name, line)))
+    return None
 
 
 def _dump(row: dict[str, Any]) -> bytes:
     return json.dumps(row, ensure_ascii=False, default=str).encode("utf-8")
 
 
-def _read_file(path: Path, fmt: str, rows: _Rows, limit: int | None) -> str:
-    """Append the records of one file to `rows`; return the file's sha256."""
+Records = Iterator[tuple[int | None, bytes]]
+"""A file's records: (1-based line or None, raw JSON text)."""
+
+
+def _file_records(path: Path, fmt: str, digest: Any) -> Records:
+    """The records of one file, read as a stream; `digest` sees every byte of the file."""
     name = str(path)
-    digest = hashlib.sha256()
-    room = None if limit is None else max(limit - len(rows), 0)
     if fmt == "jsonl":
         # Line by line from the file: the validate pass parses (and reports) each line; here they stay bytes.
-        k = 0
         with path.open("rb") as fh:
             for number, raw in enumerate(fh, start=1):
                 digest.update(raw)
-                if (room is None or k < room) and raw.strip():
-                    rows.add(name, k, number, raw)
-                    k += 1
-        return digest.hexdigest()
+                if raw.strip():
+                    yield number, raw
+        return
     if fmt == "json":
-        data = path.read_bytes()
-        digest.update(data)
-        # Bytes that are not UTF-8 survive as surrogate escapes and go back out as the same bytes: the validate pass
-        # reports the one record that holds them.
-        text = data.decode("utf-8-sig", errors="surrogateescape")
-        del data
-        for k, (line, raw) in enumerate(_json_array_items(text, name)):
-            if room is not None and k >= room:
-                break
-            rows.add(name, k, line, raw.encode("utf-8", errors="surrogateescape"))
-        return digest.hexdigest()
+        with path.open("rb") as fh:
+            for line, raw in _json_array_items(fh, digest, name):
+                yield line, raw.encode("utf-8", errors="surrogateescape")
+        return
     with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
+        for block in iter(lambda: fh.read(BLOCK), b""):
+            digest.update(block)
     if fmt == "csv":
-        _read_csv(path, rows, room)
-        return digest.hexdigest()
+        yield from _csv_records(path)
+        return
     import pyarrow.parquet as pq
 
     try:
-        table = pq.read_table(path)
+        batches = pq.ParquetFile(path).iter_batches(batch_size=4096)
+        yield from _table_records(batches)
     except (pa.ArrowInvalid, OSError) as exc:
         raise RecordError(Problem(f"cannot read Parquet: {exc}", Location(name))) from None
-    _append_table(table, name, rows, room)
-    return digest.hexdigest()
 
 
 def _csv_record(header: list[str], row: list[str]) -> bytes:
@@ -205,7 +240,7 @@ def _csv_record(header: list[str], row: list[str]) -> bytes:
         return unreadable("not UTF-8", "not UTF-8 text")
 
 
-def _read_csv(path: Path, rows: _Rows, room: int | None) -> None:
+def _csv_records(path: Path) -> Records:
     """CSV rows as records keyed by the header; a row the csv module cannot read, with more or fewer fields than
     the header, or with bytes that are not UTF-8 becomes an unreadable record at its line (not cut, padded or fatal)."""
     name = str(path)
@@ -213,17 +248,15 @@ def _read_csv(path: Path, rows: _Rows, room: int | None) -> None:
     with path.open(newline="", encoding="utf-8-sig", errors="surrogateescape") as fh:
         reader = csv.reader(fh)
         header: list[str] | None = None
-        k = 0
-        while room is None or k < room:
+        while True:
             try:
                 row = next(reader)
             except StopIteration:
-                break
+                return
             except csv.Error as exc:
                 if header is None:
                     raise RecordError(Problem(f"cannot read the CSV header: {exc}", Location(name, reader.line_num))) from None
-                rows.add(name, k, reader.line_num, unreadable("CSV row unreadable", f"CSV: {exc}"))
-                k += 1
+                yield reader.line_num, unreadable("CSV row unreadable", f"CSV: {exc}")
                 continue
             if header is None:
                 header = row
@@ -231,54 +264,73 @@ def _read_csv(path: Path, rows: _Rows, room: int | None) -> None:
                     raise RecordError(Problem("the CSV header is not UTF-8 text", Location(name, reader.line_num)))
                 continue
             if row:  # a blank line is no record (as csv.DictReader has it)
-                rows.add(name, k, reader.line_num, _csv_record(header, row))
-                k += 1
+                yield reader.line_num, _csv_record(header, row)
 
 
-def _append_table(table: pa.Table, name: str, rows: _Rows, room: int | None) -> None:
-    k = 0
-    for batch in table.to_batches(max_chunksize=4096):
+def _table_records(batches: Iterable[pa.RecordBatch]) -> Records:
+    for batch in batches:
         for rec in batch.to_pylist():
-            if room is not None and k >= room:
-                return
-            rows.add(name, k, None, _dump(rec))
-            k += 1
+            yield None, _dump(rec)
 
 
-def _read_hub(src: SourceSpec, rows: _Rows, limit: int | None, spec: Spec) -> dict[str, Any]:
+def _hub_records(src: SourceSpec, room: int | None, spec: Spec, inputs: list[dict[str, Any]]) -> Records:
     import datasets
 
-    split = src.split
-    room = None if limit is None else max(limit - len(rows), 0)
-    if room is not None:
-        split = f"{split}[:{room}]"
+    split = src.split if room is None else f"{src.split}[:{room}]"
     try:
         ds = datasets.load_dataset(src.hub, src.config, split=split, revision=src.revision)
     except Exception as exc:  # noqa: BLE001 - any failure to fetch is the user's source, reported at its line
         raise SpecError(
             Problem(f"sources.{src.index}.hub: cannot load '{src.hub}': {exc}", Location(str(spec.path), src.line))
         ) from None
-    _append_table(ds.data.table, f"hub:{src.hub}", rows, room)
-    return {"hub": src.hub, "config": src.config, "split": src.split, "revision": src.revision, "fingerprint": ds._fingerprint}
+    inputs.append({"hub": src.hub, "config": src.config, "split": src.split, "revision": src.revision, "fingerprint": ds._fingerprint})
+    yield from _table_records(ds.data.table.to_batches(max_chunksize=4096))
 
 
-def read_sources(spec: Spec, limit: int | None = None) -> ReadResult:
-    """Read every source of the spec (up to `limit` records in all) into one raw Arrow table."""
-    rows = _Rows()
-    inputs: list[dict[str, Any]] = []
-    for src in spec.sources:
-        if limit is not None and len(rows) >= limit:
-            break
-        rows.flush()
-        rows.source = src.index
-        before = len(rows)
-        if src.kind == "hub":
-            inputs.append({**_read_hub(src, rows, limit, spec), "records": len(rows) - before})
-        else:
+class SourceStream:
+    """Every source of a spec (up to `limit` records in all) as a stream of raw chunks (RAW_SCHEMA), read as they are
+    needed. `inputs` (file hashes, record counts) and `read` are complete once the stream is exhausted."""
+
+    def __init__(self, spec: Spec, limit: int | None = None, chunk_rows: int = 8192) -> None:
+        self.spec = spec
+        self.limit = limit
+        self.chunk_rows = chunk_rows
+        self.inputs: list[dict[str, Any]] = []
+        self.read = 0
+
+    def __iter__(self) -> Iterator[pa.Table]:
+        rows = _Chunker(self.chunk_rows)
+        for src in self.spec.sources:
+            if self.limit is not None and rows.count >= self.limit:
+                break
+            if (chunk := rows.flush()) is not None:
+                yield chunk
+            rows.source = src.index
+            if src.kind == "hub":
+                start = rows.count
+                room = None if self.limit is None else self.limit - start
+                yield from self._add(rows, f"hub:{src.hub}", _hub_records(src, room, self.spec, self.inputs))
+                self.inputs[-1]["records"] = rows.count - start
+                continue
             for path in src.files:
-                start = len(rows)
+                start = rows.count
                 fmt = src.format or FILE_FORMATS[path.suffix.lower()]
-                sha = _read_file(path, fmt, rows, limit)
-                inputs.append({"path": str(path), "format": fmt, "sha256": sha, "records": len(rows) - start})
-    rows.flush()
-    return ReadResult(table=pa.Table.from_batches(rows.batches, schema=RAW_SCHEMA), inputs=inputs)
+                digest = hashlib.sha256()
+                records = _file_records(path, fmt, digest)
+                yield from self._add(rows, str(path), records)
+                if fmt in ("jsonl", "json"):  # past a limit, the rest of the file still counts towards its hash
+                    for _ in records:
+                        pass
+                records.close()
+                self.inputs.append({"path": str(path), "format": fmt, "sha256": digest.hexdigest(), "records": rows.count - start})
+        if (chunk := rows.flush()) is not None:
+            yield chunk
+        self.read = rows.count
+
+    def _add(self, rows: _Chunker, name: str, records: Records) -> Iterator[pa.Table]:
+        """Feed one file's records into chunks, yielding each full chunk, up to the limit."""
+        for k, (line, raw) in enumerate(records):
+            if self.limit is not None and rows.count >= self.limit:
+                return
+            if (chunk := rows.add(name, k, line, raw)) is not None:
+                yield chunk

@@ -23,10 +23,12 @@ def build(
     output: str | Path | None = None,
     limit: int | None = None,
     num_proc: int | None = None,
+    engine: str = "local",
     **overrides: Any,
 ) -> Package:
     """Build the package a format spec describes (with its training launcher and report) and return where it went and its manifest.
 
+    `num_proc` worker processes (None: every core), `engine` where the passes run (`local` or `ray`).
     `overrides` replace top-level spec keys (e.g. `tokenizer="path/to/tok"`, `lengths={"max_length": 256}`).
     Raises `dsc.compiler.errors.SpecError` or `RecordError` (each lists located problems) when the build cannot be made,
     `dsc.builders.outputs.OutputError` (before any work) when the output folder is not dsc's to replace.
@@ -34,7 +36,7 @@ def build(
     if output is not None:
         overrides["output"] = str(output)
     spec = load_spec(spec_path, overrides)
-    return compile_and_write(spec, Options(limit=limit, num_proc=num_proc))[0]
+    return compile_and_write(spec, Options(limit=limit, num_proc=num_proc, engine=engine))[0]
 
 
 def compile_and_write(spec: Spec, options: Options) -> tuple[Package, Compiled]:

@@ -28,13 +28,15 @@ def _parser() -> argparse.ArgumentParser:
     b = spec_command("build", "compile a format spec into a dataset package")
     b.add_argument("--output", "-o", metavar="DIR", help="package folder (default: the spec's output, or build/<name>)")
     b.add_argument("--tokenizer", metavar="NAME", help="qwen3, a local tokenizer folder, or a Hub id")
-    b.add_argument("--num-proc", type=_positive, metavar="N", help="worker processes for the passes (default 1)")
+    b.add_argument("--num-proc", type=_positive, metavar="N", help="worker processes for the passes (default: every core)")
+    b.add_argument("--engine", choices=["local", "ray"], default="local",
+                   help="where the passes run: local (this machine) or ray (a Ray cluster; pip install 'dsc[ray]')")
     b.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
     b.add_argument("--push", metavar="REPO", help="then publish the package to this Hub dataset repo (user/name)")
     b.add_argument("--private", action="store_true", help="with --push: create the repo private")
 
     v = spec_command("validate", "check the spec, every record and (with a tokenizer at hand) their lengths; write no package")
-    v.add_argument("--num-proc", type=_positive, metavar="N", help="worker processes for the passes")
+    v.add_argument("--num-proc", type=_positive, metavar="N", help="worker processes for the passes (default: every core)")
     v.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
     v.add_argument("--audit", metavar="FILE", help="write every invalid, dropped or truncated record to FILE (audit.jsonl lines)")
     v.add_argument("--no-lengths", action="store_true", help="skip the length check (no tokenizer is loaded)")
@@ -149,7 +151,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     _progress(args.quiet)
     options = Options(limit=args.limit, num_proc=args.num_proc)
     rendered = render(spec, options)
-    valid, bad = len(rendered.dataset), sum(rendered.invalid.values())
+    valid, bad = len(rendered), sum(rendered.invalid.values())
     print(f"{spec.path.name}: spec ok; {rendered.read} records read, {valid} valid, {bad} invalid")
     for reason, n in sorted(rendered.invalid.items()):
         print(f"  {reason}: {n} (skipped: on_invalid is skip)")
@@ -192,7 +194,7 @@ def _cmd_build(args: argparse.Namespace) -> int:
 
     spec = load_spec(args.spec, _overrides(args), OVERRIDE_ORIGINS)
     _progress(args.quiet)
-    package, compiled = compile_and_write(spec, Options(limit=args.limit, num_proc=args.num_proc))
+    package, compiled = compile_and_write(spec, Options(limit=args.limit, num_proc=args.num_proc, engine=args.engine))
     c = compiled.counts
     total = compiled.tokens["total"]
     kept = ", ".join(f"{name} {n}" for name, n in c["kept"].items())
@@ -374,9 +376,9 @@ def _preview_duplicates(args: argparse.Namespace) -> int:
     if spec.dedup is None:
         raise SpecError(Problem("the spec has no dedup: section, so there are no clusters to show", spec.where()))
     datasets.disable_progress_bars()
-    rendered = render(spec, Options(limit=args.limit))
-    _kept, dups = deduplicate(spec, rendered.dataset)
-    table = rendered.dataset.data.table
+    rendered = render(spec, Options(limit=args.limit), signatures=True)
+    dups = deduplicate(spec, rendered)
+    table = rendered.spill.table()
     clusters: dict[int, list[int]] = {}
     for i, kept in enumerate(dups.kept.tolist()):
         clusters.setdefault(kept, []).append(i)

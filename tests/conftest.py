@@ -12,8 +12,8 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 FORMATS = REPO / "formats"
 DATA = FORMATS / "data"
-WORKERS = {"DSC_ROWS_PER_WORKER": "1"}
-"""Environment that makes `--num-proc N` start its workers even on a test's small data."""
+WORKERS = {"DSC_CHUNK_ROWS": "16"}
+"""Environment that cuts a test's small data into many chunks, so `--num-proc N` really starts its workers."""
 
 
 def run_dsc(

@@ -50,7 +50,7 @@ def _spec(tmp: Path, records: list[dict[str, Any]], fields: list[str], dedup: st
 def _run(tmp: Path, records: list[dict[str, Any]], fields: list[str], dedup: str) -> Duplicates:
     datasets.disable_progress_bars()
     spec = load_spec(_spec(tmp, records, fields, dedup))
-    _kept, dups = deduplicate(spec, render(spec, Options()).dataset)
+    dups = deduplicate(spec, render(spec, Options(), signatures=True))
     return dups
 
 
@@ -154,7 +154,7 @@ def test_shipped_formats_catch_question_edits_with_the_same_answer(tmp_path: Pat
     data.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
     datasets.disable_progress_bars()
     spec = load_spec(FORMATS / f"{fmt}.yaml", {"sources": [{"path": str(data)}]})
-    _kept, dups = deduplicate(spec, render(spec, Options()).dataset)
+    dups = deduplicate(spec, render(spec, Options(), signatures=True))
     found = _clusters(dups)
     precision, recall = scores(found, _truth(groups))
     print(f"{fmt} ({spec.dedup.label}): {len(records)} records, precision {precision:.4f}, recall {recall:.4f}")

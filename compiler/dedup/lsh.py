@@ -20,6 +20,8 @@ from dsc.compiler.dedup.minhash import mix64
 
 Measure = Callable[[np.ndarray, np.ndarray], np.ndarray]
 """Exact Jaccard of row pairs (u[i], v[i])."""
+Pairs = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
+"""Groups equal keys into pairs (`buckets`, or an engine's distributed version of it)."""
 MARGIN = 3.0
 """Estimates within this many standard errors of the threshold are settled by an exact Jaccard."""
 VERIFY_CHUNK = 1 << 15
@@ -113,6 +115,7 @@ def near_clusters(
     bands: int,
     rows: int,
     measure: Measure,
+    pairs: Pairs | None = None,
 ) -> None:
     """Add to `parent` the near-duplicate pairs among the `candidates` rows: a shared band and Jaccard >= threshold.
 
@@ -121,7 +124,7 @@ def near_clusters(
     (true Jaccard 0.7) does not pass on the luck of an estimate. Pairs already in one cluster (exact copies, or joined
     by an earlier band) are not compared again."""
     for band in range(bands):
-        u, v = buckets(band_keys(signatures[candidates, band * rows : (band + 1) * rows]), candidates)
+        u, v = (pairs or buckets)(band_keys(signatures[candidates, band * rows : (band + 1) * rows]), candidates)
         open_pairs = parent[u] != parent[v]
         u, v = u[open_pairs], v[open_pairs]
         close = settled(signatures, u, v, threshold, measure)[0] >= threshold

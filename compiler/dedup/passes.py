@@ -1,8 +1,9 @@
 """Deduplication, the pass between render and tokenize: exact copies and MinHash near-copies leave the build.
 
-It needs the whole set, so it runs in two phases. Phase one is a plain batch pass (under `datasets.map`, in worker
-processes with `num_proc`): each record's compared text gets an exact key, a MinHash signature, its length and its
-split key. Phase two is global and in numpy: exact keys and LSH bands give pairs, a union-find gives clusters, and each
+It needs the whole set, so it runs in two phases. Phase one is a plain batch pass, chained after render in the same
+stream (in any engine): each record's compared text gets an exact key, a MinHash signature and its length, kept in
+memory (num_perm x 4 bytes a record) beside the split key. Phase two is global: exact keys and LSH bands give pairs
+(grouped by the engine), a union-find gives clusters, and each
 cluster keeps one record (`keep`), preferring a training record, so that a validation record with a copy in training
 is removed from validation and counted as leakage.
 
@@ -17,20 +18,22 @@ import json
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import datasets
 import numpy as np
 import pyarrow as pa
-from dsc.compiler import engine
 from dsc.compiler.audit import audit_rows, no_audit, relative_file
 from dsc.compiler.batch import BOOKKEEPING, Batch, Pass, field_column, source_id
-from dsc.compiler.dedup.lsh import Measure, band_shape, find, jaccard, near_clusters, settled, union
+from dsc.compiler.dedup.lsh import Measure, Pairs, band_shape, find, jaccard, near_clusters, settled, union
 from dsc.compiler.dedup.lsh import buckets as equal_key_pairs
 from dsc.compiler.dedup.minhash import HASH_SCHEME, SCHEME, batch_signatures, exact_keys, shingle_sets
 from dsc.compiler.dedup.settings import RENDERED, DedupSpec
 from dsc.compiler.spec import Spec
-from dsc.compiler.split import KEY, validation_mask
+from dsc.compiler.split import validation_mask
+
+if TYPE_CHECKING:
+    from dsc.compiler.engine import Engine
+    from dsc.compiler.pipeline import Rendered
 
 SIGNATURE = "_dedup_signature"
 EXACT = "_dedup_exact"
@@ -59,6 +62,12 @@ class Duplicates:
     audit: pa.Table = field(default_factory=no_audit)
     counts: dict[str, Any] = field(default_factory=dict)
     settings: dict[str, Any] = field(default_factory=dict)
+
+    def keep_mask(self) -> np.ndarray:
+        """True for every rendered record dedup keeps."""
+        keep = np.ones(len(self.validation), dtype=bool)
+        keep[self.dropped] = False
+        return keep
 
     def reasons(self) -> dict[str, int]:
         """Drop reason -> count, in the manifest's `dropped` vocabulary."""
@@ -99,17 +108,18 @@ def make_signature_pass(spec: Spec) -> Pass:
     return signature
 
 
-def _features(spec: Spec, ds: datasets.Dataset) -> datasets.Features:
+def signature_schema(spec: Spec) -> pa.Schema:
+    """The columns the signature pass adds (kept in memory for the global step)."""
     dedup = spec.dedup
     assert dedup is not None
-    features = datasets.Features({**ds.features, LENGTH: datasets.Value("int64")})
+    fields = [pa.field(LENGTH, pa.int64())]
     if dedup.exact:
-        features[EXACT] = datasets.Value("int64")
+        fields.append(pa.field(EXACT, pa.int64()))
     if dedup.near is not None:
-        features[SIGNATURE] = datasets.Value("binary")
+        fields.append(pa.field(SIGNATURE, pa.binary()))
     if dedup.keep.field is not None:
-        features[VALUE] = datasets.Value("float64")
-    return features
+        fields.append(pa.field(VALUE, pa.float64()))
+    return pa.schema(fields)
 
 
 def signature_matrix(column: pa.ChunkedArray, num_perm: int) -> np.ndarray:
@@ -160,25 +170,26 @@ def exact_similarity(table: pa.Table, dedup: DedupSpec) -> Measure:
     return measure
 
 
-def clusters(table: pa.Table, dedup: DedupSpec) -> tuple[np.ndarray, np.ndarray | None]:
-    """Phase two: the root of each record's cluster (its smallest member), and the signatures (None without `near`)."""
+def clusters(table: pa.Table, dedup: DedupSpec, pairs: Pairs = equal_key_pairs) -> tuple[np.ndarray, np.ndarray | None]:
+    """Phase two: the root of each record's cluster (its smallest member), and the signatures (None without `near`).
+    `pairs` groups equal keys (an engine's `bucket_pairs`)."""
     n = len(table)
     parent = np.arange(n, dtype=np.int64)
     if dedup.exact:
-        union(parent, *equal_key_pairs(table.column(EXACT).to_numpy(), np.arange(n)))
+        union(parent, *pairs(table.column(EXACT).to_numpy(), np.arange(n)))
     signatures = None
     if dedup.near is not None:
         near = dedup.near
         signatures = signature_matrix(table.column(SIGNATURE), near.num_perm)
         bands, rows = (near.bands, near.rows) if near.bands else band_shape(near.threshold, near.num_perm)
         texts = np.nonzero(table.column(LENGTH).to_numpy() > 0)[0]
-        near_clusters(parent, signatures, texts, near.threshold, bands, rows, exact_similarity(table, dedup))
+        near_clusters(parent, signatures, texts, near.threshold, bands, rows, exact_similarity(table, dedup), pairs)
     return find(parent), signatures
 
 
-def decide(table: pa.Table, dedup: DedupSpec, validation: np.ndarray) -> Duplicates:
+def decide(table: pa.Table, dedup: DedupSpec, validation: np.ndarray, pairs: Pairs = equal_key_pairs) -> Duplicates:
     """Which records leave, which record of their cluster stays, how similar they are and why they leave."""
-    roots, signatures = clusters(table, dedup)
+    roots, signatures = clusters(table, dedup, pairs)
     rank = _rank(table, dedup, validation)
     best = np.full(len(table), len(table), dtype=np.int64)
     np.minimum.at(best, roots, rank)
@@ -286,24 +297,21 @@ def settings(dedup: DedupSpec) -> dict[str, Any]:
     return out
 
 
-def signature_phase(spec: Spec, ds: datasets.Dataset, num_proc: int | None = None) -> pa.Table:
-    """Phase one over the whole set: the rendered records with their dedup columns added."""
-    features = _features(spec, ds)
-    return engine.apply(ds, make_signature_pass(spec), desc="dedup signatures", features=features, num_proc=num_proc).data.table
-
-
-def deduplicate(spec: Spec, ds: datasets.Dataset, num_proc: int | None = None) -> tuple[datasets.Dataset, Duplicates]:
-    """Run both phases over the rendered records; return the records that stay (with `_validation`) and the audit."""
+def deduplicate(spec: Spec, rendered: Rendered, engine: Engine | None = None) -> Duplicates:
+    """The global step over the rendered records (a `dsc.compiler.pipeline.Rendered` whose render computed the
+    signatures): which records stay, the split of every record, and the audit. `engine` groups the keys (its
+    `bucket_pairs`; numpy in this process without one)."""
     dedup = spec.dedup
-    assert dedup is not None
-    table = signature_phase(spec, ds, num_proc)
-    validation = validation_mask(table.column(KEY).to_numpy(), spec.split)
-    dups = decide(table, dedup, validation)
+    assert dedup is not None and rendered.signatures is not None, "render with signatures=True first"
+    texts = rendered.spill.table()  # memory-mapped: only the rows exact similarity reads are paged in
+    columns = list(dict.fromkeys([*BOOKKEEPING, *_columns(dedup)]))
+    table = texts.select(columns)
+    for name in rendered.signatures.column_names:
+        table = table.append_column(name, rendered.signatures.column(name))
+    validation = validation_mask(rendered.keys, spec.split)
+    dups = decide(table, dedup, validation, engine.bucket_pairs if engine is not None else equal_key_pairs)
     dups.counts = _counts(dups)
     dups.settings = settings(dedup)
     dups.records = _records(table, dups)
     dups.audit = _audit(table, dups, spec.path.parent)
-    keep = np.ones(len(table), dtype=bool)
-    keep[dups.dropped] = False
-    out = ds.data.table.append_column(VALIDATION, pa.array(validation)).filter(pa.array(keep))
-    return engine.from_table(out), dups
+    return dups
