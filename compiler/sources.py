@@ -110,6 +110,12 @@ class _Text:
         self.pos = 0
         return True
 
+    def finish(self) -> None:
+        """Read the rest of the file (after the array) into the digest: the hash is of the whole file."""
+        for data in iter(lambda: self._fh.read(BLOCK), b""):
+            self._digest.update(data)
+        self.eof = True
+
     def skip_space(self) -> str:
         """Advance past whitespace; the next character ('' at the end of the file)."""
         while True:
@@ -131,13 +137,18 @@ class _Text:
 
 def _json_array_items(fh: Any, digest: Any, name: str) -> Iterator[tuple[int, str]]:
     """(line, raw text) of each element of a top-level JSON array, reading the file a block at a time."""
-    decoder = json.JSONDecoder()
     text = _Text(fh, digest)
     if text.skip_space() != "[":
         raise RecordError(Problem("a .json source must hold a JSON array of records (use .jsonl for JSON lines)", Location(name, 1)))
     text.advance(text.pos + 1)
-    if text.skip_space() == "]":
-        return
+    if text.skip_space() != "]":
+        yield from _json_array_body(text, name)
+    text.finish()
+
+
+def _json_array_body(text: _Text, name: str) -> Iterator[tuple[int, str]]:
+    """The elements of a JSON array whose `[` was consumed, up to its `]`."""
+    decoder = json.JSONDecoder()
     while True:
         line = text.line
         end = _item_end(text, decoder, name)
@@ -170,8 +181,15 @@ def _item_end(text: _Text, decoder: json.JSONDecoder, name: str) -> int:
                 if text.more():
                     continue
                 raise RecordError(Problem("invalid JSON: an unclosed array or object", Location(name, text.line))) from None
-        if end < len(text.text) or not text.more():
+        if _closed(text.text, end) or not text.more():
             return end
+
+
+def _closed(text: str, end: int) -> bool:
+    """Whether a value decoded up to `end` is surely whole: a ',' or ']' follows it in what was read. (A number cut
+    by the end of a block decodes too: '-0.5' of '-0.5e10'.)"""
+    rest = text[end : end + 64].lstrip(" \t\r\n")
+    return rest[:1] in (",", "]") if rest else False
 
 
 _JSON_TOKENS = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]')
