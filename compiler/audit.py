@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -60,8 +61,11 @@ def dropped_rows(table: pa.Table, stage: str) -> pa.Table:
     return marked(table, pc.is_valid(table.column(DROP)), stage)
 
 
+@lru_cache(maxsize=4096)
 def relative_file(file: str, folder: Path) -> str:
-    """A source file as the audit names it: relative to the spec's folder (`hub:<id>` stays as it is)."""
+    """A source file as the audit names it: relative to the spec's folder (`hub:<id>` stays as it is).
+
+    Cached: callers ask once per audit row, and a build has a handful of files (relpath is slow: it resolves both)."""
     if file.startswith("hub:"):
         return file
     return Path(os.path.relpath(file, folder)).as_posix()
