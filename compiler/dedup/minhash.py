@@ -136,12 +136,10 @@ def _squeezed(points: np.ndarray) -> np.ndarray:
     if not len(points):
         return points
     space = _table(_SPACE.pattern)[points]
-    solid = np.flatnonzero(~space)
-    first = space & np.concatenate(([True], ~space[:-1]))
-    at = np.flatnonzero(first)
-    after = np.searchsorted(solid, at)
-    inner = (at > 0) & (after < len(solid))
-    inner[inner] = (points[at[inner] - 1] != ord(SEP)) & (points[solid[after[inner]]] != ord(SEP))
+    at = np.flatnonzero(space & np.concatenate(([True], ~space[:-1])))
+    after = np.flatnonzero(space & np.concatenate((~space[1:], [True]))) + 1
+    inner = (at > 0) & (after < len(points))
+    inner[inner] = (points[at[inner] - 1] != ord(SEP)) & (points[after[inner]] != ord(SEP))
     keep = ~space
     keep[at[inner]] = True
     out = points.copy()
@@ -272,7 +270,7 @@ def text_shingle_hashes(texts: Sequence[str], near: Near, how: Normalize) -> tup
             group_counts = np.array([len(t) for t in lists], dtype=np.int64)
             hashes.append(token_hashes(pa.array(list(chain.from_iterable(lists)), pa.string())))
         else:
-            group_hashes, group_counts = _bulk_tokens(joined, len(index), near.shingles, how.punctuation)
+            group_hashes, group_counts = _bulk_tokens(joined, near.shingles, how.punctuation)
             hashes.append(group_hashes)
         counts[index] = group_counts
         order.append(np.repeat(np.asarray(index, dtype=np.int64), group_counts))
@@ -282,7 +280,7 @@ def text_shingle_hashes(texts: Sequence[str], near: Near, how: Normalize) -> tup
     return _shingles(np.concatenate(hashes)[in_text_order], counts, near.ngram)
 
 
-def _bulk_tokens(joined: str, texts: int, shingles: str, punctuation: bool) -> tuple[np.ndarray, np.ndarray]:
+def _bulk_tokens(joined: str, shingles: str, punctuation: bool) -> tuple[np.ndarray, np.ndarray]:
     """Token hashes of a joined group and each text's token count: `tokens` as numpy over code points.
 
     A token is a maximal run of RUN characters or one SINGLE character (the classes are disjoint, so this is what the
@@ -295,11 +293,14 @@ def _bulk_tokens(joined: str, texts: int, shingles: str, punctuation: bool) -> t
     starts = np.flatnonzero(run_start | (kind == SINGLE))
     ends = starts + 1
     ends[run[starts]] = run_end
-    seps = np.flatnonzero(points == ord(SEP))
-    counts = np.bincount(np.searchsorted(seps, starts), minlength=texts).astype(np.int64)
-    width = 1 + (points >= 0x80).astype(np.int64) + (points >= 0x800) + (points >= 0x10000)
-    at = np.concatenate(([0], np.cumsum(width)))
-    data = np.frombuffer(joined.encode(), dtype=np.uint8)[np.repeat(kind > 0, width)]
+    bounds = np.concatenate(([0], np.flatnonzero(points == ord(SEP)), [len(points)]))
+    counts = np.diff(np.searchsorted(starts, bounds)).astype(np.int64)
+    if joined.isascii():  # one byte per code point: positions are byte offsets
+        data, at = points.astype(np.uint8)[kind > 0], np.arange(len(points) + 1)
+    else:
+        width = 1 + (points >= 0x80).astype(np.int64) + (points >= 0x800) + (points >= 0x10000)
+        at = np.concatenate(([0], np.cumsum(width)))
+        data = np.frombuffer(joined.encode(), dtype=np.uint8)[np.repeat(kind > 0, width)]
     offsets = np.concatenate(([0], np.cumsum(at[ends] - at[starts]))).astype(np.int32)
     array = pa.BinaryArray.from_buffers(pa.binary(), len(starts), [None, pa.py_buffer(offsets), pa.py_buffer(data)])
     return token_hashes(array), counts
