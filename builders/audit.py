@@ -13,6 +13,9 @@ from dsc.compiler.audit import counts, records
 from dsc.compiler.errors import Location, Problem
 from dsc.compiler.pipeline import Compiled
 
+JSON = json.JSONEncoder(ensure_ascii=False)
+"""What `json.dumps(..., ensure_ascii=False)` uses, made once: dumps builds a new encoder for every line."""
+
 FILE = "audit.jsonl"
 
 
@@ -20,7 +23,7 @@ def write_lines(path: Path, lines: list[dict[str, Any]]) -> None:
     """Audit lines as JSON lines (also what `dsc validate --audit FILE` writes)."""
     with path.open("w", encoding="utf-8") as fh:
         for line in lines:
-            fh.write(json.dumps(line, ensure_ascii=False) + "\n")
+            fh.write(JSON.encode(line) + "\n")
 
 
 def _is_audit(path: Path) -> bool:

@@ -8,6 +8,9 @@ from typing import Any
 
 from dsc.compiler.pipeline import Compiled
 
+JSON = json.JSONEncoder(ensure_ascii=False)
+"""What `json.dumps(..., ensure_ascii=False)` uses, made once: dumps builds a new encoder for every line."""
+
 FILE = "duplicates.jsonl"
 
 
@@ -17,7 +20,7 @@ def write_duplicates(stage: Path, compiled: Compiled) -> None:
         return
     with (stage / FILE).open("w", encoding="utf-8") as fh:
         for record in compiled.duplicates.records:
-            fh.write(json.dumps(record, ensure_ascii=False) + "\n")
+            fh.write(JSON.encode(record) + "\n")
 
 
 def dedup_manifest(compiled: Compiled) -> dict[str, Any] | None:

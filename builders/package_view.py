@@ -38,10 +38,18 @@ class PackageView:
 
 
 def _json_lines(path: Path) -> list[dict[str, Any]] | None:
+    """The file's non-blank lines, parsed as one JSON array (one decoder call, not one per line); a file that does not
+    parse that way is parsed line by line, so a bad line fails as it would alone."""
     if not path.is_file():
         return None
-    with path.open(encoding="utf-8") as fh:
-        return [json.loads(line) for line in fh if line.strip()]
+    lines = [line for line in path.read_text(encoding="utf-8").split("\n") if line.strip()]
+    try:
+        parsed = json.loads("[" + ",".join(lines) + "]")
+    except json.JSONDecodeError:
+        parsed = None
+    if not isinstance(parsed, list) or len(parsed) != len(lines):
+        parsed = [json.loads(line) for line in lines]
+    return parsed
 
 
 def read_side_files(folder: Path, manifest: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]] | None]:

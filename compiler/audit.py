@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -60,8 +61,11 @@ def dropped_rows(table: pa.Table, stage: str) -> pa.Table:
     return marked(table, pc.is_valid(table.column(DROP)), stage)
 
 
+@lru_cache(maxsize=4096)
 def relative_file(file: str, folder: Path) -> str:
-    """A source file as the audit names it: relative to the spec's folder (`hub:<id>` stays as it is)."""
+    """A source file as the audit names it: relative to the spec's folder (`hub:<id>` stays as it is).
+
+    Cached: callers ask once per audit row, and a build has a handful of files (relpath is slow: it resolves both)."""
     if file.startswith("hub:"):
         return file
     return Path(os.path.relpath(file, folder)).as_posix()
@@ -71,19 +75,25 @@ def records(audit: pa.Table, folder: Path) -> list[dict[str, Any]]:
     """The audit's lines, sorted by source, file and row: {source_id, file, line, stage, reason, detail}."""
     audit = audit.sort_by([("_source", "ascending"), ("_file", "ascending"), ("_row", "ascending")])
     files = {f: relative_file(f, folder) for f in pc.unique(audit.column("_file")).to_pylist()}
-    out = []
-    for row in audit.to_pylist():
-        out.append(
-            {
-                "source_id": source_id(row["_file"], row["_row"]),
-                "file": files[row["_file"]],
-                "line": row["_line"],
-                "stage": row["stage"],
-                "reason": row["reason"],
-                "detail": json.loads(row["detail"]) if row["detail"] else {},
-            }
-        )
-    return out
+    columns = [audit.column(c).to_pylist() for c in ("_file", "_row", "_line", "stage", "reason")]
+    return [
+        {"source_id": source_id(f, r), "file": files[f], "line": line, "stage": stage, "reason": reason, "detail": detail}
+        for f, r, line, stage, reason, detail in zip(*columns, _details(audit.column("detail").to_pylist()), strict=True)
+    ]
+
+
+def _details(texts: list[str | None]) -> list[Any]:
+    """Each JSON detail parsed ({} when there is none), in one decoder call as an array; details that do not parse
+    one to one that way are parsed one by one (so a bad one fails as it would alone)."""
+    present = [t for t in texts if t]
+    try:
+        parsed = json.loads("[" + ",".join(present) + "]")
+    except json.JSONDecodeError:
+        parsed = None
+    if not isinstance(parsed, list) or len(parsed) != len(present):
+        parsed = [json.loads(t) for t in present]
+    values = iter(parsed)
+    return [next(values) if t else {} for t in texts]
 
 
 def counts(audit: pa.Table) -> dict[str, int]:

@@ -9,10 +9,20 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import xxhash
 from conftest import DATA, FORMATS, WORKERS, run_dsc
 from datasketch import LeanMinHash, MinHash
 from dsc.compiler.dedup.lsh import find, union
-from dsc.compiler.dedup.minhash import batch_signatures, shingle_hashes, signatures, tokens
+from dsc.compiler.dedup.minhash import (
+    batch_signatures,
+    exact_keys,
+    mix64,
+    normalize,
+    shingle_hashes,
+    signatures,
+    text_shingle_hashes,
+    tokens,
+)
 from dsc.compiler.dedup.settings import Near, Normalize
 
 
@@ -240,3 +250,53 @@ def test_reported_similarity_is_the_one_that_decided(packages) -> None:
         sa, sb = shingle_sets([a, b], near, Normalize())
         both = len(np.intersect1d(sa, sb))
         assert x["similarity"] == round(both / (len(sa) + len(sb) - both), 4), x
+
+
+TRICKY = [
+    "", " ", "  \t\n ", "!!!", "...,,;;", "___", "a_b", "Ｈｅｌｌｏ, World! 简约外套 mixed ไทย", "ﬁ ﬀ Ⅻ ² ½ ß ẞ Σας ΣΑΣ",
+    "e\u0301 \u0301start", "\u3000全角\u3000空白\u3000", "한국어 텍스트 ᄀ ᅡ", "x" * 5000 + " y" * 3000, "emoji 😀👍🏽 text",
+    "tab\tsep\x0bvt\x1cfs\x1d\x1e\x1f end", "\u200b\u00a0nbsp\u2028ls", "١٢٣ arabic digits ۴", "🄰 ㈱ ㍿", "İstanbul ǅ",
+    "end with space ", " lead", "a\x00b",
+]  # fmt: skip
+NORMALIZE = [Normalize(), Normalize(False, False, False, False), Normalize(punctuation=False), Normalize(whitespace=False)]
+
+
+def _reference_keys(texts: list[str], how: Normalize) -> list[int]:
+    return [xxhash.xxh3_64_intdigest(normalize(t, how).encode()) >> 1 for t in texts]
+
+
+def _reference_shingles(texts: list[str], near: Near, how: Normalize) -> tuple[np.ndarray, np.ndarray]:
+    """Per token and per text, as the spec describes it: tokens, edge markers, fmix64 chain, 64->32 fold."""
+    pad = near.ngram - 1
+    edges = [[xxhash.xxh3_64_intdigest(b"\x00dsc-edge", seed=salt * 64 + i) for i in range(pad)] for salt in (1, 2)]
+    hashes, offsets = [], [0]
+    for text in texts:
+        toks = tokens(text, near.shingles, how)
+        stream = np.array(edges[0] + [xxhash.xxh3_64_intdigest(t.encode()) for t in toks] + edges[1] if toks else [], np.uint64)
+        for start in range(len(stream) - pad):
+            h = stream[start : start + 1]
+            for k in range(1, near.ngram):
+                h = mix64(h, stream[start + k : start + k + 1])
+            hashes.append(int(h[0] >> np.uint64(32)) ^ int(h[0] & np.uint64(0xFFFFFFFF)))
+        offsets.append(len(hashes))
+    return np.array(hashes, dtype=np.uint32), np.array(offsets, dtype=np.int64)
+
+
+@pytest.mark.parametrize("how", NORMALIZE)
+def test_batch_functions_equal_a_per_text_reference(how: Normalize) -> None:
+    rng = random.Random(3)
+    alphabet = "ab cD,._-!\t\n\u00e9\u4e2d\u0e01\u0301\u3000\uff21\u00bd\u1100\u1161\uac00\U00020001😀\u0130\u03a3\u2028"
+    mixed = ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 40))) for _ in range(200)]
+    for texts in (TRICKY, mixed, [t for t in TRICKY if "\x00" not in t], _alpaca_texts(30), [""], []):
+        assert exact_keys(texts, how) == _reference_keys(texts, how)
+        for shingles, ngram in (("auto", 1), ("auto", 3), ("word", 2), ("char", 2)):
+            near = Near(shingles=shingles, ngram=ngram)
+            ours, expected = text_shingle_hashes(texts, near, how), _reference_shingles(texts, near, how)
+            assert np.array_equal(ours[0], expected[0]) and np.array_equal(ours[1], expected[1]), (shingles, ngram)
+
+
+def test_lone_surrogates_take_the_per_text_path() -> None:
+    how = Normalize()
+    assert exact_keys(["a\ud800b", "ab"], how) == _reference_keys(["ab", "ab"], how)
+    with pytest.raises(UnicodeEncodeError):  # a lone surrogate kept as a token cannot be hashed, in bulk or not
+        text_shingle_hashes(["a\ud800b"], Near(), Normalize(punctuation=False))

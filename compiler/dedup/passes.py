@@ -252,22 +252,26 @@ def _records(table: pa.Table, dups: Duplicates) -> list[dict[str, Any]]:
     ]
 
 
+def _json_values(values: list[Any]) -> list[str]:
+    """Each value as `json.dumps` writes it, encoding each distinct value once (a column repeats most of its values)."""
+    encoded = {v: json.dumps(v) for v in set(values)}
+    return [encoded[v] for v in values]
+
+
 def _audit(table: pa.Table, dups: Duplicates, folder: Path) -> pa.Table:
-    """The audit rows of the dropped records: the kept record (its file and line too) and the similarity that decided."""
+    """The audit rows of the dropped records: the kept record (its file and line too) and the similarity that decided.
+
+    The detail is what `json.dumps` of {kept_source_id, kept_file, kept_line, similarity, measure, split} gives, put
+    together from each column's encoded values instead of one dumps per row."""
     kept_files = [relative_file(f, folder) for f in table.column("_file").take(dups.kept).to_pylist()]
     kept_lines = table.column("_line").take(dups.kept).to_pylist()
+    columns = [[r[key] for r in dups.records] for key in ("kept_source_id", "similarity", "measure", "split")]
+    source_ids, similarities, measures, splits = (_json_values(c) for c in columns)
     details = [
-        json.dumps(
-            {
-                "kept_source_id": r["kept_source_id"],
-                "kept_file": f,
-                "kept_line": line,
-                "similarity": r["similarity"],
-                "measure": r["measure"],
-                "split": r["split"],
-            }
+        f'{{"kept_source_id": {k}, "kept_file": {f}, "kept_line": {line}, "similarity": {s}, "measure": {m}, "split": {p}}}'
+        for k, f, line, s, m, p in zip(
+            source_ids, _json_values(kept_files), _json_values(kept_lines), similarities, measures, splits, strict=True
         )
-        for r, f, line in zip(dups.records, kept_files, kept_lines, strict=True)
     ]
     reasons = pa.array([REASONS[r] for r in dups.reason.tolist()], pa.string())
     return audit_rows(table.select(list(BOOKKEEPING)).take(dups.dropped), "duplicate", reasons, pa.array(details, pa.string()))
