@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 from conftest import FORMATS
-
-import dsc
 from dsc.compiler import sources
 from dsc.compiler.errors import RecordError
+
+import dsc
 
 ARRAY = (
     '\ufeff[\n  {"instruction": "caf\u00e9 \u4e2d\u6587", "output": "x"},\n'
