@@ -1,15 +1,19 @@
-"""Benchmark: `dsc build` on a 52,000-record Alpaca-style set, beside the floor of just encoding the texts.
+"""Benchmark: `dsc build` on a 52,000-record Alpaca-style set, beside two floors, side by side in one run.
 
-The set is alpaca_en_demo repeated with a unique suffix on each instruction (52 times 999, cut to 52,000). Both sides
-run as fresh processes, so imports and tokenizer loading count:
+The set is alpaca_en_demo repeated with a unique suffix on each instruction (52 times 999, cut to 52,000). Every row
+runs as a fresh process, so imports and tokenizer loading count:
 
-- floor: a process that only loads the tokenizer and batch-encodes the already rendered prompt and response texts.
+- tight floor (the ratios' base): what a hand-written preprocess at best costs. No transformers import; the records
+  are read, the prompt template rendered with plain Jinja and prompt and response batch-encoded apart, on every core
+  (one forked process per core, each with its share of the records); nothing is written.
+- encode only: one process that loads the tokenizer and batch-encodes the already rendered texts (untimed render).
 - dsc: `python -m dsc build <spec> -q` with the core passes (alpaca.yaml, `dedup: false`).
 - dsc+dedup: the same with alpaca.yaml's dedup section as shipped.
 
-Prints wall seconds, records/s, tokens/s and peak RSS of each, and the ratio.
+Prints wall seconds, CPU seconds, records/s, tokens/s and peak RSS of each, and the ratios to the tight floor.
 
     python bench/build_bench.py [--records 52000] [--num-proc N]
+    python bench/build_bench.py --memory 10     # peak RSS at 52,000 and at 520,000 records
 """
 
 from __future__ import annotations
@@ -37,6 +41,34 @@ n = 0
 for start in range(0, len(texts), 4000):
     n += sum(len(e.ids) for e in tok.encode_batch_fast(texts[start:start + 4000], add_special_tokens=False))
 print(n)
+"""
+
+
+TIGHT_FLOOR = """
+import json, os, sys
+from multiprocessing import get_context
+
+def work(part):
+    from jinja2 import Template
+    from tokenizers import Tokenizer
+    tok = Tokenizer.from_file(sys.argv[1])
+    template = Template(open(sys.argv[2], encoding="utf-8").read())
+    n = 0
+    for start in range(0, len(part), 4000):
+        batch = part[start:start + 4000]
+        prompts = [template.render(instruction=r["instruction"], input=r.get("input", "")) for r in batch]
+        responses = [r["output"] for r in batch]
+        for texts in (prompts, responses):
+            n += sum(len(e.ids) for e in tok.encode_batch_fast(texts, add_special_tokens=False))
+    return n
+
+if __name__ == "__main__":
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"  # one core per process: the processes share the cores
+    records = json.load(open(sys.argv[3], encoding="utf-8"))
+    cores = len(os.sched_getaffinity(0))
+    parts = [records[i::cores] for i in range(cores)]
+    with get_context("fork").Pool(cores) as pool:
+        print(sum(pool.map(work, parts)))
 """
 
 
@@ -73,11 +105,33 @@ def make_set(folder: Path, records: int) -> Path:
     return folder / "alpaca52k.yaml"
 
 
+def memory_scaling(records: int, factor: int, num_proc: int | None) -> None:
+    """Peak RSS of dsc+dedup at `records` and at `factor` times as many, side by side: streaming keeps the second
+    close to the first (what grows is dedup's per-record columns, the split keys and the audit)."""
+    rows = []
+    for n in (records, records * factor):
+        with tempfile.TemporaryDirectory() as tmp:
+            spec = make_set(Path(tmp), n)
+            cmd = [sys.executable, "-m", "dsc", "build", str(spec), "-q", "-o", str(Path(tmp) / "out")]
+            if num_proc:
+                cmd += ["--num-proc", str(num_proc)]
+            wall, cpu, rss, _ = run(cmd)
+            rows.append((n, wall, cpu, rss))
+    print(f"{'records':>10} {'wall s':>8} {'CPU s':>8} {'peak RSS MiB':>13} {'x RSS':>6}")
+    for n, wall, cpu, rss in rows:
+        print(f"{n:10} {wall:8.1f} {cpu:8.1f} {rss:13.0f} {rss / rows[0][3]:6.2f}")
+    print("dsc+dedup: alpaca.yaml as shipped; peak RSS: the largest of the build process and its forked workers (wait4)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--records", type=int, default=52_000)
-    parser.add_argument("--num-proc", type=int, default=1)
+    parser.add_argument("--num-proc", type=int, default=None, help="dsc's --num-proc (default: dsc's own, every core)")
+    parser.add_argument("--memory", type=int, metavar="FACTOR", help="instead: peak RSS at --records and FACTOR times as many")
     args = parser.parse_args()
+    if args.memory:
+        memory_scaling(args.records, args.memory, args.num_proc)
+        return
     from dsc.compiler.tokenizer import qwen3_path
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -94,23 +148,29 @@ def main() -> None:
         texts = rendered.column("prompt").to_pylist() + rendered.column("response").to_pylist()
         (folder / "texts.json").write_text(json.dumps(texts), encoding="utf-8")
 
-        floor_cmd = [sys.executable, "-c", FLOOR, str(qwen3_path() / "tokenizer.json"), str(folder / "texts.json")]
-        floor_wall, floor_cpu, floor_rss, floor_out = run(floor_cmd)
-        rows = [("floor", floor_wall, floor_cpu, floor_rss, int(floor_out.strip()))]
+        tokenizer = str(qwen3_path() / "tokenizer.json")
+        (folder / "tight_floor.py").write_text(TIGHT_FLOOR, encoding="utf-8")
+        template = str(REPO / "templates/alpaca_prompt.j2")
+        tight = [sys.executable, str(folder / "tight_floor.py"), tokenizer, template, str(folder / "alpaca_52k.json")]
+        rows = []
+        for label, cmd in (("tight floor", tight), ("encode only", [sys.executable, "-c", FLOOR, tokenizer, str(folder / "texts.json")])):
+            wall, cpu, rss, out = run(cmd)
+            rows.append((label, wall, cpu, rss, int(out.strip())))
         for label, spec_file in (("dsc", spec.with_name("alpaca52k-nodedup.yaml")), ("dsc+dedup", spec)):
             cmd = [sys.executable, "-m", "dsc", "build", str(spec_file), "-q", "-o", str(folder / label)]
-            if args.num_proc > 1:
+            if args.num_proc:
                 cmd += ["--num-proc", str(args.num_proc)]
             wall, cpu, rss, _ = run(cmd)
             manifest = json.loads((folder / label / "manifest.json").read_text())
             rows.append((label, wall, cpu, rss, manifest["tokens"]["total"]["tokens"]))
 
     n = args.records
-    print(f"records: {n}, cores: {os.cpu_count()}, num_proc: {args.num_proc}")
-    print(f"{'':10} {'wall s':>8} {'x floor':>8} {'CPU s':>8} {'x floor':>8} {'records/s':>10} {'tokens/s':>10} {'peak RSS MiB':>13}")
+    floor_wall, floor_cpu = rows[0][1], rows[0][2]
+    print(f"records: {n}, cores: {os.cpu_count()}, num_proc: {args.num_proc or 'every core'}")
+    print(f"{'':12} {'wall s':>8} {'x floor':>8} {'CPU s':>8} {'x floor':>8} {'records/s':>10} {'tokens/s':>10} {'peak RSS MiB':>13}")
     for label, wall, cpu, rss, tokens in rows:
         print(
-            f"{label:10} {wall:8.2f} {wall / floor_wall:8.2f} {cpu:8.2f} {cpu / floor_cpu:8.2f} "
+            f"{label:12} {wall:8.2f} {wall / floor_wall:8.2f} {cpu:8.2f} {cpu / floor_cpu:8.2f} "
             f"{n / wall:10.0f} {tokens / wall:10.0f} {rss:13.0f}"
         )
     print("dsc: the core build (alpaca.yaml with dedup: false); dsc+dedup: alpaca.yaml as shipped (exact + MinHash dedup)")
