@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ JSON = json.JSONEncoder(ensure_ascii=False)
 FILE = "audit.jsonl"
 
 
-def write_lines(path: Path, lines: list[dict[str, Any]]) -> None:
+def write_lines(path: Path, lines: Iterable[dict[str, Any]]) -> None:
     """Audit lines as JSON lines (also what `dsc validate --audit FILE` writes)."""
     with path.open("w", encoding="utf-8") as fh:
         for line in lines:
@@ -39,7 +40,7 @@ def _is_audit(path: Path) -> bool:
     return True
 
 
-def write_audit_file(path: Path, lines: list[dict[str, Any]]) -> None:
+def write_audit_file(path: Path, lines: Iterable[dict[str, Any]]) -> None:
     """Write audit lines to `path` whole or not at all (`dsc validate --audit FILE`); a file already there is replaced
     only when it is an audit dsc wrote (`OutputError` otherwise, nothing written)."""
     if path.exists() and not (path.is_file() and _is_audit(path)):

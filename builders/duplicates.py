@@ -19,8 +19,8 @@ def write_duplicates(stage: Path, compiled: Compiled) -> None:
     if compiled.duplicates is None:
         return
     with (stage / FILE).open("w", encoding="utf-8") as fh:
-        for record in compiled.duplicates.records:
-            fh.write(JSON.encode(record) + "\n")
+        for batch in compiled.duplicates.records.to_batches(max_chunksize=8192):
+            fh.writelines(JSON.encode(record) + "\n" for record in batch.to_pylist())
 
 
 def dedup_manifest(compiled: Compiled) -> dict[str, Any] | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -71,15 +72,19 @@ def relative_file(file: str, folder: Path) -> str:
     return Path(os.path.relpath(file, folder)).as_posix()
 
 
-def records(audit: pa.Table, folder: Path) -> list[dict[str, Any]]:
+SLICE = 8192
+"""Audit rows turned into Python lines at a time: the audit of a large build is never all Python objects at once."""
+
+
+def records(audit: pa.Table, folder: Path) -> Iterator[dict[str, Any]]:
     """The audit's lines, sorted by source, file and row: {source_id, file, line, stage, reason, detail}."""
     audit = audit.sort_by([("_source", "ascending"), ("_file", "ascending"), ("_row", "ascending")])
     files = {f: relative_file(f, folder) for f in pc.unique(audit.column("_file")).to_pylist()}
-    columns = [audit.column(c).to_pylist() for c in ("_file", "_row", "_line", "stage", "reason")]
-    return [
-        {"source_id": source_id(f, r), "file": files[f], "line": line, "stage": stage, "reason": reason, "detail": detail}
-        for f, r, line, stage, reason, detail in zip(*columns, _details(audit.column("detail").to_pylist()), strict=True)
-    ]
+    for start in range(0, len(audit), SLICE):
+        part = audit.slice(start, SLICE)
+        columns = [part.column(c).to_pylist() for c in ("_file", "_row", "_line", "stage", "reason")]
+        for f, r, line, stage, reason, detail in zip(*columns, _details(part.column("detail").to_pylist()), strict=True):
+            yield {"source_id": source_id(f, r), "file": files[f], "line": line, "stage": stage, "reason": reason, "detail": detail}
 
 
 def _details(texts: list[str | None]) -> list[Any]:

@@ -7,6 +7,7 @@ or more located lines on stderr, never a traceback.
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import shutil
 import sys
@@ -155,7 +156,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     print(f"{spec.path.name}: spec ok; {rendered.read} records read, {valid} valid, {bad} invalid")
     for reason, n in sorted(rendered.invalid.items()):
         print(f"  {reason}: {n} (skipped: on_invalid is skip)")
-    for line in records(rendered.audit, Path.cwd())[:SHOWN_RECORDS]:
+    for line in itertools.islice(records(rendered.audit, Path.cwd()), SHOWN_RECORDS):
         where = f"{line['file']}:{line['line']}" if line["line"] is not None else line["source_id"]
         print(f"    {where}: {line['reason']}  {json.dumps(line['detail'], ensure_ascii=False)}")
     if bad > SHOWN_RECORDS:
@@ -379,6 +380,7 @@ def _preview_duplicates(args: argparse.Namespace) -> int:
     rendered = render(spec, Options(limit=args.limit), signatures=True)
     dups = deduplicate(spec, rendered)
     table = rendered.spill.table()
+    lines = dups.records.to_pylist()
     clusters: dict[int, list[int]] = {}
     for i, kept in enumerate(dups.kept.tolist()):
         clusters.setdefault(kept, []).append(i)
@@ -388,10 +390,10 @@ def _preview_duplicates(args: argparse.Namespace) -> int:
     for kept, members in list(clusters.items())[: args.duplicates]:
         rows = [kept, *(int(dups.dropped[i]) for i in members)]
         texts = compared_texts(table.take(rows).to_pydict(), spec.dedup)
-        first = dups.records[members[0]]
+        first = lines[members[0]]
         print(f"\n── kept {first['kept_source_id']} " + "─" * 40)
         for n, i in enumerate(members, start=1):
-            record = dups.records[i]
+            record = lines[i]
             print(f"dropped {record['source_id']}: {record['reason']}, similarity {record['similarity']:.2f}")
             print(_side_by_side(texts[0], texts[n]))
     return 0

@@ -58,7 +58,8 @@ class Duplicates:
     measured: np.ndarray
     """True where `similarity` is the exact Jaccard of the shingle sets (exact copies, and pairs whose estimate lay
     near the threshold); False where it is the MinHash estimate, far enough from the threshold to decide."""
-    records: list[dict[str, Any]] = field(default_factory=list)
+    records: pa.Table = field(default_factory=lambda: pa.table({}))
+    """duplicates.jsonl's lines as columns (`_records`)."""
     audit: pa.Table = field(default_factory=no_audit)
     counts: dict[str, Any] = field(default_factory=dict)
     settings: dict[str, Any] = field(default_factory=dict)
@@ -228,28 +229,19 @@ def _source_ids(table: pa.Table, rows: np.ndarray) -> list[str]:
     return [source_id(f, r) for f, r in zip(files, table.column("_row").take(rows).to_pylist(), strict=True)]
 
 
-def _records(table: pa.Table, dups: Duplicates) -> list[dict[str, Any]]:
-    """One line of duplicates.jsonl per dropped record."""
-    rows = zip(
-        _source_ids(table, dups.dropped),
-        _source_ids(table, dups.kept),
-        dups.similarity.tolist(),
-        dups.measured.tolist(),
-        dups.reason.tolist(),
-        dups.validation[dups.dropped].tolist(),
-        strict=True,
-    )
-    return [
+def _records(table: pa.Table, dups: Duplicates) -> pa.Table:
+    """duplicates.jsonl as columns, one row per dropped record (Arrow, not a Python object per record)."""
+    validation = dups.validation[dups.dropped]
+    return pa.table(
         {
-            "source_id": d,
-            "kept_source_id": k,
-            "similarity": round(s, 4),
-            "measure": "exact" if m else "minhash",
-            "reason": r,
-            "split": "validation" if v else "train",
+            "source_id": _source_ids(table, dups.dropped),
+            "kept_source_id": _source_ids(table, dups.kept),
+            "similarity": pa.array([round(s, 4) for s in dups.similarity.tolist()], pa.float64()),
+            "measure": pa.array(np.where(dups.measured, "exact", "minhash"), pa.string()),
+            "reason": pa.array(dups.reason.astype(str), pa.string()),
+            "split": pa.array(np.where(validation, "validation", "train"), pa.string()),
         }
-        for d, k, s, m, r, v in rows
-    ]
+    )
 
 
 def _json_values(values: list[Any]) -> list[str]:
@@ -265,7 +257,7 @@ def _audit(table: pa.Table, dups: Duplicates, folder: Path) -> pa.Table:
     together from each column's encoded values instead of one dumps per row."""
     kept_files = [relative_file(f, folder) for f in table.column("_file").take(dups.kept).to_pylist()]
     kept_lines = table.column("_line").take(dups.kept).to_pylist()
-    columns = [[r[key] for r in dups.records] for key in ("kept_source_id", "similarity", "measure", "split")]
+    columns = [dups.records.column(key).to_pylist() for key in ("kept_source_id", "similarity", "measure", "split")]
     source_ids, similarities, measures, splits = (_json_values(c) for c in columns)
     details = [
         f'{{"kept_source_id": {k}, "kept_file": {f}, "kept_line": {line}, "similarity": {s}, "measure": {m}, "split": {p}}}'
