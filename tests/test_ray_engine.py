@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,29 +16,29 @@ import numpy as np
 import pytest
 from conftest import DATA, REPO, WORKERS
 from dsc.compiler.dedup.lsh import buckets
+from dsc.compiler.engine import Engine, make_engine
+from dsc.compiler.errors import DscError
 from near_copies import chinese_edit, english_edit, with_near_copies
 from test_reproducible import files
 
 import dsc
 
-ray = pytest.importorskip("ray")
-pytest.importorskip("ray.data")
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:ray.data.context")  # Ray copying its own context
-
-from dsc.compiler.engine.ray import RayEngine  # noqa: E402  (after the skip: it needs ray)
 
 
 @pytest.fixture(scope="module")
-def engine() -> Iterator[RayEngine]:
+def engine() -> Iterator[Engine]:
     """One small local Ray instance for the module (2 CPUs, 512 MiB object store); the engines join it and leave it
-    running. Workers import dsc from this checkout."""
+    running. Workers import dsc from this checkout. Skips where Ray is not installed (`pip install 'dsc[ray]'`)."""
+    ray = pytest.importorskip("ray")
+    pytest.importorskip("ray.data")
     with pytest.MonkeyPatch.context() as env:
         env.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
         for name in ("RAY_ADDRESS", "DSC_RAY_ADDRESS"):
             env.delenv(name, raising=False)
         ray.init(num_cpus=2, object_store_memory=512 * 2**20, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
         try:
-            yield RayEngine(2)
+            yield make_engine("ray", 2)
         finally:
             ray.shutdown()
 
@@ -75,7 +76,7 @@ def _spec(tmp: Path) -> Path:
     return spec
 
 
-def test_ray_builds_the_local_engines_package_byte_for_byte(engine: RayEngine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_ray_builds_the_local_engines_package_byte_for_byte(engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     for name, value in WORKERS.items():  # 16-record chunks: many windows through Ray, forked workers locally
         monkeypatch.setenv(name, value)
     spec = _spec(tmp_path)
@@ -88,7 +89,7 @@ def test_ray_builds_the_local_engines_package_byte_for_byte(engine: RayEngine, t
     manifest = json.loads(first["manifest.json"])
     assert manifest["counts"]["invalid"] and manifest["counts"]["duplicates"], manifest["counts"]
     assert any(name.startswith("data/validation-") for name in first)
-    assert ray.is_initialized(), "the engine shut down a Ray instance it did not start"
+    assert engine.ray.is_initialized(), "the engine shut down a Ray instance it did not start"
     for how, folder in builds.items():
         other = files(folder)
         assert sorted(other) == sorted(first), how
@@ -96,7 +97,7 @@ def test_ray_builds_the_local_engines_package_byte_for_byte(engine: RayEngine, t
             assert other[name] == data, f"{name} differs ({how})"
 
 
-def test_bucket_pairs_are_the_pairs_of_numpy_buckets(engine: RayEngine) -> None:
+def test_bucket_pairs_are_the_pairs_of_numpy_buckets(engine: Engine) -> None:
     rng = np.random.default_rng(0)
     members = np.sort(rng.choice(10_000, size=2_000, replace=False))
     for keys in (rng.integers(0, 300, size=2_000), rng.integers(0, 2**63, size=2_000, dtype=np.uint64) % np.uint64(1_500)):
@@ -106,3 +107,11 @@ def test_bucket_pairs_are_the_pairs_of_numpy_buckets(engine: RayEngine) -> None:
         assert set(zip(*(a.tolist() for a in got), strict=True)) == expected
         assert len(got[0]) == len(expected)
     assert [len(a) for a in engine.bucket_pairs(np.arange(5), np.arange(5))] == [0, 0]
+
+
+def test_without_ray_the_engine_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("ray", "ray.data"):
+        monkeypatch.setitem(sys.modules, name, None)  # `import ray` raises ImportError
+    with pytest.raises(DscError, match=r"pip install 'dsc\[ray\]'") as error:
+        make_engine("ray")
+    assert "\n" not in str(error.value)

@@ -16,6 +16,7 @@ import os
 from collections.abc import Callable, Iterable, Iterator
 from itertools import islice
 from types import ModuleType
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -54,11 +55,32 @@ def _quiet_data() -> None:
     from ray.data import DataContext
     from ray.data.context import ShuffleStrategy
 
+    logging.getLogger("ray.data").setLevel(logging.ERROR)
     context = DataContext.get_current()
     context.execution_options.preserve_order = True
     context.shuffle_strategy = ShuffleStrategy.SORT_SHUFFLE_PULL_BASED
     context.enable_progress_bars = False
-    logging.getLogger("ray.data").setLevel(logging.WARNING)
+
+
+_loaded: dict[str, Callable[[pa.Table], pa.Table]] = {}
+"""On a worker: the pass of the current map, by its object id (one at a time: the pipeline runs one map at a time)."""
+
+
+class _Shipped:
+    """A pass put in the object store once per map: each worker deserializes it once and keeps it for the map's later
+    windows, where a pass handed to `map_batches` itself would be unpickled by every task (a tokenizer takes ~2 s)."""
+
+    def __init__(self, ref: Any) -> None:
+        self.ref = ref
+
+    def __call__(self, table: pa.Table) -> pa.Table:
+        key = self.ref.hex()
+        if key not in _loaded:
+            import ray
+
+            _loaded.clear()
+            _loaded[key] = ray.get(self.ref)
+        return _loaded[key](table)
 
 
 def _pairs_of_group(group: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -79,7 +101,7 @@ class RayEngine:
         self.workers = workers or max(1, int(self.ray.cluster_resources().get("CPU", 1)))
 
     def map(self, chunks: Iterable[pa.Table], fn: Pass, schema: pa.Schema, remove: frozenset[str], desc: str) -> Iterator[pa.Table]:
-        adapter = on_arrow(fn, schema, remove)
+        adapter = _Shipped(self.ray.put(on_arrow(fn, schema, remove)))
         stream = iter(chunks)
         with progress(desc) as bar:
             while window := list(islice(stream, CHUNKS_PER_WORKER * self.workers)):
