@@ -1,8 +1,7 @@
 """The README is executable: every bash and python block runs as written, and every spec key it shows exists.
 
 A block that cannot run here says why in an HTML comment on the line before its fence (`<!-- readme: skip <why> -->`),
-so what is not run is visible to anyone reading the README's source; `<!-- readme: needs MODULE -->` runs a block only
-where an optional extra's module is installed. Blocks run in a scratch folder holding copies of
+so what is not run is visible to anyone reading the README's source. Blocks run in a scratch folder holding copies of
 formats/, templates/ and the loopback test servers, with the installed `dsc` and `python` first on PATH.
 """
 
@@ -22,8 +21,6 @@ from conftest import REPO
 from dsc.compiler.spec import spec_schema
 
 SKIP = re.compile(r"<!--\s*readme:\s*skip\s+(.+?)\s*-->")
-NEEDS = re.compile(r"<!--\s*readme:\s*needs\s+([\w.]+)\s*-->")
-"""A block that runs only where an optional extra's module is installed (`<!-- readme: needs ray -->`)."""
 FENCE = re.compile(r"^```(\w*)\s*$")
 
 
@@ -33,7 +30,6 @@ class Block:
     lang: str
     text: str
     skip: str | None
-    needs: str | None = None
 
     def __str__(self) -> str:
         return f"README.md:{self.line}:{self.lang}"
@@ -50,9 +46,8 @@ def readme_blocks() -> list[Block]:
             while not lines[j].startswith("```"):
                 j += 1
             above = next((lines[k] for k in range(i - 1, -1, -1) if lines[k].strip()), "")
-            reason, needs = SKIP.search(above), NEEDS.search(above)
-            text = "\n".join(lines[i + 1 : j]) + "\n"
-            out.append(Block(i + 1, opened.group(1), text, reason.group(1) if reason else None, needs.group(1) if needs else None))
+            reason = SKIP.search(above)
+            out.append(Block(i + 1, opened.group(1), "\n".join(lines[i + 1 : j]) + "\n", reason.group(1) if reason else None))
             i = j
         i += 1
     return out
@@ -90,8 +85,6 @@ def quick_start(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_readme_block_runs(block: Block, tmp_path: Path, quick_start: Path) -> None:
     if block.skip:
         pytest.skip(block.skip)
-    if block.needs:
-        pytest.importorskip(block.needs)
     work = scratch(tmp_path)
     shutil.copytree(quick_start, work / "build" / "adgen")
     env = _env()
