@@ -34,7 +34,7 @@ import datasets  # noqa: E402
 from datasketch import MinHash, MinHashLSH  # noqa: E402
 from dsc.compiler.dedup.lsh import band_shape  # noqa: E402
 from dsc.compiler.dedup.minhash import tokens  # noqa: E402
-from dsc.compiler.dedup.passes import EXACT, LENGTH, SIGNATURE, deduplicate  # noqa: E402
+from dsc.compiler.dedup.passes import EXACT, LENGTH, deduplicate  # noqa: E402
 from dsc.compiler.dedup.settings import Normalize  # noqa: E402
 from dsc.compiler.pipeline import Options, render  # noqa: E402
 from dsc.compiler.spec import load_spec  # noqa: E402
@@ -153,7 +153,7 @@ def main() -> None:
     for d, k in zip(whole.dropped.tolist(), whole.kept.tolist(), strict=True):
         ours.setdefault(k, {k}).add(d)
     p, r = scores(ours.values(), truth(groups))
-    state = table.column(SIGNATURE).nbytes + table.column(EXACT).nbytes + table.column(LENGTH).nbytes
+    state = rendered.signature_file.stat().st_size + table.column(EXACT).nbytes + table.column(LENGTH).nbytes
     state += rendered.keys.nbytes + 8 * n  # union-find parents
     bands, rows = band_shape(near.threshold, near.num_perm)
     print(

@@ -15,6 +15,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import datasets
@@ -26,7 +27,15 @@ from dsc.compiler.batch import BOOKKEEPING, DETAIL, DROP, ERROR, Pass, chain, fi
 from dsc.compiler.chat.chat_template import load_chat_template
 from dsc.compiler.chat.encode_chat import make_chat_encode_pass
 from dsc.compiler.chat.render_chat import CHAT, make_chat_render_pass
-from dsc.compiler.dedup.passes import VALIDATION, Duplicates, deduplicate, make_signature_pass, signature_schema
+from dsc.compiler.dedup.passes import (
+    SIGNATURE,
+    VALIDATION,
+    Duplicates,
+    deduplicate,
+    make_signature_pass,
+    signature_rows,
+    signature_schema,
+)
 from dsc.compiler.derive import make_derive_pass
 from dsc.compiler.encode import IGNORE, make_encode_pass
 from dsc.compiler.engine import Engine, chunk_rows, make_engine
@@ -77,7 +86,9 @@ class Rendered:
     workspace: Workspace
     audit: pa.Table = field(default_factory=no_audit)
     signatures: pa.Table | None = None
-    """Dedup's per-record columns (exact key, signature, length, keep value), when the render asked for them."""
+    """Dedup's per-record columns (exact key, length, keep value), when the render asked for them."""
+    signature_file: Path | None = None
+    """Dedup's MinHash signatures, num_perm uint32 per record, on disk until dedup's global step reads them."""
 
     @property
     def dataset(self) -> datasets.Dataset:
@@ -149,6 +160,10 @@ def _render_pass(spec: Spec, tokenizer: LoadedTokenizer | None) -> Pass:
     return make_chat_render_pass(spec.chat, tmpl, {f.name for f in spec.fields if f.stored_as_json})
 
 
+def _without_signature(schema: pa.Schema) -> pa.Schema:
+    return pa.schema([f for f in schema if f.name != SIGNATURE])
+
+
 def _render_schema(spec: Spec) -> pa.Schema:
     fields = [pa.field(name, t) for name, t in zip(RAW_SCHEMA.names, RAW_SCHEMA.types, strict=True) if name != "_record"]
     fields += [pa.field(field_column(f.name), arrow_type(f)) for f in spec.fields]
@@ -179,6 +194,8 @@ def render(
     marks = [pa.field(DROP, pa.string()), pa.field(ERROR, pa.string()), pa.field(DETAIL, pa.string())]
     out_schema = pa.schema([*schema, *(dedup_schema or []), *marks])
     stream = SourceStream(spec, options.limit, chunk_rows())
+    signatures_path = workspace.path / "signatures.u32"
+    signature_file = signatures_path.open("wb") if dedup_schema is not None and SIGNATURE in dedup_schema.names else None
     spill = workspace.spill("rendered", schema)
     errors, invalid, trail, keys, dedup_parts = _Errors(), Counter[str](), [], [], []
     try:
@@ -191,8 +208,13 @@ def render(
             spill.write(chunk)
             keys.append(chunk.column(KEY).to_numpy())
             if dedup_schema is not None:
-                dedup_parts.append(chunk.select(dedup_schema.names))
+                if signature_file is not None:
+                    for array in chunk.column(SIGNATURE).chunks:
+                        signature_file.write(signature_rows(array).tobytes())
+                dedup_parts.append(chunk.select([n for n in dedup_schema.names if n != SIGNATURE]))
     finally:
+        if signature_file is not None:
+            signature_file.close()
         if own:
             engine.close()
     errors.raise_if_any("failed validation or rendering (on_invalid: error; set on_invalid: skip to drop them)")
@@ -204,7 +226,8 @@ def render(
         keys=np.concatenate(keys) if keys else np.zeros(0, np.int64),
         workspace=workspace,
         audit=pa.concat_tables([no_audit(), *trail]),
-        signatures=None if dedup_schema is None else pa.concat_tables([dedup_schema.empty_table(), *dedup_parts]),
+        signatures=None if dedup_schema is None else pa.concat_tables([_without_signature(dedup_schema).empty_table(), *dedup_parts]),
+        signature_file=signatures_path if signature_file is not None else None,
     )
 
 

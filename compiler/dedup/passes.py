@@ -123,12 +123,10 @@ def signature_schema(spec: Spec) -> pa.Schema:
     return pa.schema(fields)
 
 
-def signature_matrix(column: pa.ChunkedArray, num_perm: int) -> np.ndarray:
-    """The binary signature column as one (records, num_perm) uint32 array, without a Python object per record."""
-    array = column.combine_chunks()
+def signature_rows(array: pa.Array) -> np.ndarray:
+    """A binary signature array's rows as one flat uint32 array (a view of its buffer, no Python object per record)."""
     offsets = np.frombuffer(array.buffers()[1], dtype=np.int32)[array.offset : array.offset + len(array) + 1]
-    data = np.frombuffer(array.buffers()[2], dtype=np.uint8)[offsets[0] : offsets[-1]]
-    return data.view(np.uint32).reshape(len(array), num_perm)
+    return np.frombuffer(array.buffers()[2], dtype=np.uint8)[offsets[0] : offsets[-1]].view(np.uint32)
 
 
 def _rank(table: pa.Table, dedup: DedupSpec, validation: np.ndarray) -> np.ndarray:
@@ -171,26 +169,27 @@ def exact_similarity(table: pa.Table, dedup: DedupSpec) -> Measure:
     return measure
 
 
-def clusters(table: pa.Table, dedup: DedupSpec, pairs: Pairs = equal_key_pairs) -> tuple[np.ndarray, np.ndarray | None]:
-    """Phase two: the root of each record's cluster (its smallest member), and the signatures (None without `near`).
-    `pairs` groups equal keys (an engine's `bucket_pairs`)."""
+def clusters(table: pa.Table, dedup: DedupSpec, pairs: Pairs, signatures: np.ndarray | None) -> np.ndarray:
+    """Phase two: the root of each record's cluster (its smallest member). `pairs` groups equal keys (an engine's
+    `bucket_pairs`); `signatures` is the (records, num_perm) matrix (None without `near`)."""
     n = len(table)
     parent = np.arange(n, dtype=np.int64)
     if dedup.exact:
         union(parent, *pairs(table.column(EXACT).to_numpy(), np.arange(n)))
-    signatures = None
     if dedup.near is not None:
+        assert signatures is not None
         near = dedup.near
-        signatures = signature_matrix(table.column(SIGNATURE), near.num_perm)
         bands, rows = (near.bands, near.rows) if near.bands else band_shape(near.threshold, near.num_perm)
         texts = np.nonzero(table.column(LENGTH).to_numpy() > 0)[0]
         near_clusters(parent, signatures, texts, near.threshold, bands, rows, exact_similarity(table, dedup), pairs)
-    return find(parent), signatures
+    return find(parent)
 
 
-def decide(table: pa.Table, dedup: DedupSpec, validation: np.ndarray, pairs: Pairs = equal_key_pairs) -> Duplicates:
+def decide(
+    table: pa.Table, dedup: DedupSpec, validation: np.ndarray, pairs: Pairs = equal_key_pairs, signatures: np.ndarray | None = None
+) -> Duplicates:
     """Which records leave, which record of their cluster stays, how similar they are and why they leave."""
-    roots, signatures = clusters(table, dedup, pairs)
+    roots = clusters(table, dedup, pairs, signatures)
     rank = _rank(table, dedup, validation)
     best = np.full(len(table), len(table), dtype=np.int64)
     np.minimum.at(best, roots, rank)
@@ -299,13 +298,17 @@ def deduplicate(spec: Spec, rendered: Rendered, engine: Engine | None = None) ->
     `bucket_pairs`; numpy in this process without one)."""
     dedup = spec.dedup
     assert dedup is not None and rendered.signatures is not None, "render with signatures=True first"
+    assert dedup.near is None or rendered.signature_file is not None
     texts = rendered.spill.table()  # memory-mapped: only the rows exact similarity reads are paged in
     columns = list(dict.fromkeys([*BOOKKEEPING, *_columns(dedup)]))
     table = texts.select(columns)
     for name in rendered.signatures.column_names:
         table = table.append_column(name, rendered.signatures.column(name))
     validation = validation_mask(rendered.keys, spec.split)
-    dups = decide(table, dedup, validation, engine.bucket_pairs if engine is not None else equal_key_pairs)
+    signatures = None
+    if dedup.near is not None:  # read back from the file render wrote them to: one allocation, no second copy
+        signatures = np.fromfile(rendered.signature_file, dtype=np.uint32).reshape(len(table), dedup.near.num_perm)
+    dups = decide(table, dedup, validation, engine.bucket_pairs if engine is not None else equal_key_pairs, signatures)
     dups.counts = _counts(dups)
     dups.settings = settings(dedup)
     dups.records = _records(table, dups)
