@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import datasets
-from conftest import REPO, WORKERS, run_dsc
+from conftest import REPO, WORKERS, dsc_cli, run_dsc
 
 
 def test_formats_lists_builtins() -> None:
@@ -50,7 +50,7 @@ def test_build_by_builtin_name_with_options(tmp_path: Path) -> None:
 def test_build_default_output_and_tokenizer_override(tmp_path: Path) -> None:
     from dsc.compiler.tokenizer import qwen3_path
 
-    result = run_dsc("build", str(REPO / "formats/alpaca.yaml"), "--limit", "20", "--tokenizer", str(qwen3_path()), "-q", cwd=tmp_path)
+    result = dsc_cli("build", str(REPO / "formats/alpaca.yaml"), "--limit", "20", "--tokenizer", str(qwen3_path()), "-q", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     manifest = json.loads((tmp_path / "build/alpaca/manifest.json").read_text())
     # a local tokenizer folder is recorded relative to the spec's folder (no absolute path in a package), with its hash
