@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import subprocess
 import sys
@@ -30,6 +32,29 @@ def run_dsc(
         text=True,
         timeout=timeout,
     )
+
+
+def dsc_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the CLI in this process (`dsc.cli.main`), with `run_dsc`'s signature and result: the same exit code, stdout
+    and stderr, without a Python start-up and its imports. For tests about what a command does, not about the process
+    boundary (every command keeps real `run_dsc` tests); env vars read at import time (HF_HOME, HF_ENDPOINT) need run_dsc."""
+    from dsc.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    saved_env, saved_cwd = dict(os.environ), os.getcwd()
+    try:
+        os.environ.update(env or {})
+        os.chdir(cwd or REPO)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = main(list(args))
+            except SystemExit as exit:  # argparse's usage errors
+                code = exit.code if isinstance(exit.code, int) else 1
+    finally:
+        os.chdir(saved_cwd)
+        os.environ.clear()
+        os.environ.update(saved_env)
+    return subprocess.CompletedProcess(["dsc", *args], code, out.getvalue(), err.getvalue())
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pyarrow.parquet as pq
-from conftest import DATA, run_dsc
+from conftest import DATA, dsc_cli, run_dsc
 from dsc.compiler.encode import IGNORE, TOO_SHORT
 
 import dsc
@@ -110,30 +110,30 @@ def test_default_floor_drops_what_the_old_cut_kept(tmp_path: Path) -> None:
 
 def test_validate_lists_invalid_records_checks_lengths_and_writes_the_audit(tmp_path: Path) -> None:
     spec, _records = _project(tmp_path)
-    result = run_dsc("validate", str(spec), "-q", "--audit", str(tmp_path / "a.jsonl"), cwd=tmp_path)
+    result = dsc_cli("validate", str(spec), "-q", "--audit", str(tmp_path / "a.jsonl"), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "data/records.jsonl:11: invalid: missing field 'output'" in result.stdout
     assert "data/records.jsonl:31: invalid: derived 'verb' did not match" in result.stdout
     assert "lengths (qwen3):" in result.stdout and "truncated" in result.stdout
     audit = _lines(tmp_path / "a.jsonl")
     assert {a["stage"] for a in audit} == {"invalid", "truncated"}  # validate does not dedup
-    skipped = run_dsc("validate", str(spec), "-q", "--no-lengths", cwd=tmp_path)
+    skipped = dsc_cli("validate", str(spec), "-q", "--no-lengths", cwd=tmp_path)
     assert skipped.returncode == 0 and "lengths: not checked (--no-lengths)" in skipped.stdout
-    again = run_dsc("validate", str(spec), "-q", "--no-lengths", "--audit", str(tmp_path / "a.jsonl"), cwd=tmp_path)
+    again = dsc_cli("validate", str(spec), "-q", "--no-lengths", "--audit", str(tmp_path / "a.jsonl"), cwd=tmp_path)
     assert again.returncode == 0 and _lines(tmp_path / "a.jsonl")  # its own audit is replaced
     notes = tmp_path / "notes.jsonl"
     notes.write_text('{"todo": "a file of the user\'s"}\n', encoding="utf-8")
-    refused = run_dsc("validate", str(spec), "-q", "--no-lengths", "--audit", str(notes), cwd=tmp_path)
+    refused = dsc_cli("validate", str(spec), "-q", "--no-lengths", "--audit", str(notes), cwd=tmp_path)
     assert refused.returncode == 2 and "is not an audit file dsc wrote" in refused.stderr and "Traceback" not in refused.stderr
     assert notes.read_text(encoding="utf-8") == '{"todo": "a file of the user\'s"}\n'
 
 
 def test_validate_fails_a_spec_whose_lengths_fail_at_build(tmp_path: Path) -> None:
     spec, _records = _project(tmp_path, lengths="{max_length: 64, overflow: error}")
-    result = run_dsc("validate", str(spec), "-q", cwd=tmp_path)
+    result = dsc_cli("validate", str(spec), "-q", cwd=tmp_path)
     assert result.returncode == 1 and "longer than lengths.max_length" in result.stderr
     assert "records.jsonl:1:" in result.stderr and "Traceback" not in result.stderr
-    assert run_dsc("validate", str(spec), "-q", "--no-lengths", cwd=tmp_path).returncode == 0
+    assert dsc_cli("validate", str(spec), "-q", "--no-lengths", cwd=tmp_path).returncode == 0
 
 
 def test_validate_never_downloads_a_tokenizer(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from chat_oracle import SHARED, assistant_mask, sharegpt_messages
-from conftest import REPO, run_dsc
+from conftest import REPO, dsc_cli
 from dsc.compiler.errors import RecordError, SpecError
 
 FIELDS = "{conversations: {type: array, required: true}, tools: {type: any}, system: {type: string}}"
@@ -86,7 +86,7 @@ def test_bad_conversations_are_located_errors(tmp_path: Path, glaive: list[dict[
 
 def test_cli_exits_1_naming_record_and_message(tmp_path: Path, glaive: list[dict[str, Any]]) -> None:
     spec = _write(tmp_path, _broken(glaive))
-    result = run_dsc("build", str(spec), "-o", str(tmp_path / "out"), "-q")
+    result = dsc_cli("build", str(spec), "-o", str(tmp_path / "out"), "-q")
     assert result.returncode == 1
     assert "chat.jsonl:5: conversations[1].from: unknown role" in result.stderr
     assert "Traceback" not in result.stderr and not (tmp_path / "out").exists()

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import datasets
-from conftest import REPO, WORKERS, run_dsc
+from conftest import REPO, WORKERS, dsc_cli, run_dsc
 
 
 def test_formats_lists_builtins() -> None:
@@ -50,7 +50,7 @@ def test_build_by_builtin_name_with_options(tmp_path: Path) -> None:
 def test_build_default_output_and_tokenizer_override(tmp_path: Path) -> None:
     from dsc.compiler.tokenizer import qwen3_path
 
-    result = run_dsc("build", str(REPO / "formats/alpaca.yaml"), "--limit", "20", "--tokenizer", str(qwen3_path()), "-q", cwd=tmp_path)
+    result = dsc_cli("build", str(REPO / "formats/alpaca.yaml"), "--limit", "20", "--tokenizer", str(qwen3_path()), "-q", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     manifest = json.loads((tmp_path / "build/alpaca/manifest.json").read_text())
     # a local tokenizer folder is recorded relative to the spec's folder (no absolute path in a package), with its hash
@@ -60,7 +60,8 @@ def test_build_default_output_and_tokenizer_override(tmp_path: Path) -> None:
 
 def test_num_proc_gives_the_same_package(tmp_path: Path) -> None:
     for n in ("1", "2"):
-        result = run_dsc("build", "alpaca", "--limit", "200", "--num-proc", n, "-o", f"p{n}", "-q", cwd=tmp_path, env=WORKERS)
+        cli = dsc_cli if n == "1" else run_dsc  # one process in this one; the workers from a real CLI process
+        result = cli("build", "alpaca", "--limit", "200", "--num-proc", n, "-o", f"p{n}", "-q", cwd=tmp_path, env=WORKERS)
         assert result.returncode == 0, result.stderr
     one, two = (json.loads((tmp_path / f"p{n}/manifest.json").read_text()) for n in ("1", "2"))
     assert one["files"] == two["files"]

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import xxhash
-from conftest import DATA, FORMATS, WORKERS, run_dsc
+from conftest import DATA, FORMATS, WORKERS, dsc_cli, run_dsc
 from datasketch import LeanMinHash, MinHash
 from dsc.compiler.dedup.lsh import find, union
 from dsc.compiler.dedup.minhash import (
@@ -131,7 +131,7 @@ def _package_rows(out: Path) -> dict[str, str]:
 def test_build_removes_copies_and_validation_leakage(tmp_path: Path) -> None:
     records, twin = _with_copies(200)
     spec = _write_spec(tmp_path, records, "  compare: prompt+response")
-    result = run_dsc("build", str(spec), "-o", str(tmp_path / "out"), "-q")
+    result = dsc_cli("build", str(spec), "-o", str(tmp_path / "out"), "-q")
     assert result.returncode == 0, result.stderr
     out = tmp_path / "out"
     rows = _package_rows(out)
@@ -157,7 +157,7 @@ def test_build_removes_copies_and_validation_leakage(tmp_path: Path) -> None:
 def test_scope_leakage_only_cleans_validation(tmp_path: Path) -> None:
     records, twin = _with_copies(200)
     spec = _write_spec(tmp_path, records, "  compare: prompt+response\n  scope: leakage")
-    assert run_dsc("build", str(spec), "-o", str(tmp_path / "out"), "-q").returncode == 0
+    assert dsc_cli("build", str(spec), "-o", str(tmp_path / "out"), "-q").returncode == 0
     rows = _package_rows(tmp_path / "out")
     lines = [json.loads(x) for x in (tmp_path / "out" / "duplicates.jsonl").read_text(encoding="utf-8").splitlines()]
     assert lines and all(x["reason"] == "leakage" for x in lines)
@@ -173,7 +173,7 @@ def test_keep_rules(tmp_path: Path) -> None:
         folder = tmp_path / keep.strip("{}").replace(": ", "-")
         folder.mkdir()
         spec = _write_spec(folder, records, f"  compare: prompt+response\n  keep: {keep}", 0, "  score: {type: integer}\n")
-        assert run_dsc("build", str(spec), "-o", str(folder / "out"), "-q").returncode == 0
+        assert dsc_cli("build", str(spec), "-o", str(folder / "out"), "-q").returncode == 0
         kept = {int(s.split("#")[1]) for s in _package_rows(folder / "out")}
         assert kept == (set(range(20)) if want == "low" else set(range(20, 40))), keep
 
@@ -191,7 +191,7 @@ def test_keep_rules(tmp_path: Path) -> None:
 )
 def test_spec_errors_name_the_line(tmp_path: Path, dedup: str, message: str) -> None:
     spec = _write_spec(tmp_path, _adgen()[:3], dedup)
-    result = run_dsc("build", str(spec), "-o", str(tmp_path / "out"))
+    result = dsc_cli("build", str(spec), "-o", str(tmp_path / "out"))
     assert result.returncode == 2
     assert message in result.stderr and f"{spec}:" in result.stderr, result.stderr
     assert "Traceback" not in result.stderr and not (tmp_path / "out").exists()
@@ -203,7 +203,8 @@ def test_same_kept_set_with_worker_processes(tmp_path: Path) -> None:
     outs = []
     for procs in ("1", "2"):
         out = tmp_path / f"out{procs}"
-        assert run_dsc("build", str(spec), "-o", str(out), "-q", "--num-proc", procs, env=WORKERS).returncode == 0
+        cli = dsc_cli if procs == "1" else run_dsc  # one process in this one; the workers from a real CLI process
+        assert cli("build", str(spec), "-o", str(out), "-q", "--num-proc", procs, env=WORKERS).returncode == 0
         outs.append(((out / "duplicates.jsonl").read_text(encoding="utf-8"), sorted(_package_rows(out).items())))
     assert outs[0] == outs[1]
 
@@ -217,11 +218,11 @@ def test_builtin_formats_dedup(packages) -> None:
 
 
 def test_preview_shows_clusters_side_by_side() -> None:
-    result = run_dsc("preview", str(FORMATS / "adgen.yaml"), "--duplicates", "2")
+    result = dsc_cli("preview", str(FORMATS / "adgen.yaml"), "--duplicates", "2")
     assert result.returncode == 0, result.stderr
     assert result.stdout.count("── kept adgen_dev.jsonl#") == 2
     assert "│" in result.stdout and "similarity" in result.stdout
-    plain = run_dsc("preview", str(FORMATS / "gorilla.yaml"), "--duplicates", "2")
+    plain = dsc_cli("preview", str(FORMATS / "gorilla.yaml"), "--duplicates", "2")
     assert plain.returncode == 2 and "no dedup: section" in plain.stderr
 
 

@@ -9,7 +9,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import yaml
-from conftest import DATA, run_dsc
+from conftest import DATA, dsc_cli
 from dsc.builders.diff import changed_keys, content_hashes, diff_packages, diff_text, tables
 from report_html import Page, assert_self_contained, svg_images
 
@@ -115,7 +115,7 @@ def test_content_hash_tells_ids_and_labels_apart(builds) -> None:
 def test_dsc_diff_cli_text_and_html(builds, tmp_path: Path) -> None:
     a, b, _ = builds
     out = tmp_path / "diff.html"
-    done = run_dsc("diff", str(a), str(b), "--html", str(out), "-n", "1")
+    done = dsc_cli("diff", str(a), str(b), "--html", str(out), "-n", "1")
     assert done.returncode == 0, done.stderr
     assert "data.json#20 ... and 1 more" in done.stdout and f"wrote {out}" in done.stdout
     text = out.read_text(encoding="utf-8")
@@ -124,16 +124,16 @@ def test_dsc_diff_cli_text_and_html(builds, tmp_path: Path) -> None:
     assert svg_images(page)
     cells = [cell for rows in page.tables.values() for row in rows for cell in row]
     assert "data.json#20, data.json#30" in cells and "data.json#3, data.json#10" in cells
-    assert run_dsc("diff", str(a), str(b), "--html", str(out)).returncode == 0  # its own page is replaced
+    assert dsc_cli("diff", str(a), str(b), "--html", str(out)).returncode == 0  # its own page is replaced
     mine = tmp_path / "mine.html"
     mine.write_text("<html>my notes</html>", encoding="utf-8")
-    refused = run_dsc("diff", str(a), str(b), "--html", str(mine))
+    refused = dsc_cli("diff", str(a), str(b), "--html", str(mine))
     assert refused.returncode == 2 and "is not a page dsc wrote" in refused.stderr
     assert mine.read_text(encoding="utf-8") == "<html>my notes</html>"
 
 
 def test_dsc_diff_of_a_folder_that_is_not_a_package(builds, tmp_path: Path) -> None:
     a, _, _ = builds
-    done = run_dsc("diff", str(a), str(tmp_path))
+    done = dsc_cli("diff", str(a), str(tmp_path))
     assert done.returncode == 1
     assert "not a dsc package" in done.stderr and "Traceback" not in done.stderr

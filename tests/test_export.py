@@ -12,7 +12,7 @@ from pathlib import Path
 import datasets
 import pytest
 import yaml
-from conftest import FORMATS, run_dsc
+from conftest import FORMATS, dsc_cli
 from dsc.compiler.tokenizer import qwen3_path
 from tokenizers import Tokenizer
 
@@ -39,7 +39,7 @@ def _digest(folder: Path) -> dict[str, str]:
 
 def _export(package: Path, to: str) -> tuple[Path, dict]:
     before = _digest(package)
-    result = run_dsc("export", str(package), "--to", to)
+    result = dsc_cli("export", str(package), "--to", to)
     assert result.returncode == 0, result.stderr
     folder = package.parent / f"{package.name}-{to}"
     snippet_text = result.stdout.split("config:\n", 1)[1]
@@ -98,7 +98,7 @@ def test_llamafactory_export_of_every_turn_trained_keeps_only_dsc_tokens(tmp_pat
     spec = tmp_path / "chat.yaml"
     text = (FORMATS / "adgen-chatglm2.yaml").read_text(encoding="utf-8").replace("turns: last", "turns: all")
     spec.write_text(text.replace("path: data/", f"path: {FORMATS / 'data'}/"), encoding="utf-8")
-    built = run_dsc("build", str(spec), "--limit", "40", "-o", str(tmp_path / "chat"), "-q")
+    built = dsc_cli("build", str(spec), "--limit", "40", "-o", str(tmp_path / "chat"), "-q")
     assert built.returncode == 0, built.stderr
     folder, config = _export(tmp_path / "chat", "llamafactory")
     assert "dataset" not in config and not (folder / "dataset_info.json").exists()
@@ -130,7 +130,7 @@ def test_axolotl_export_is_a_pre_tokenized_dataset_with_exactly_its_three_column
 
 
 def test_export_of_a_folder_that_is_not_a_package_is_one_line(tmp_path: Path):
-    result = run_dsc("export", str(tmp_path), "--to", "axolotl")
+    result = dsc_cli("export", str(tmp_path), "--to", "axolotl")
     assert result.returncode == 1
     assert (
         result.stderr.strip()

@@ -425,8 +425,8 @@ def test_gpu_check_prepares_a_carried_package_and_plans_every_run(tmp_path: Path
     def run(*args: str, **extra: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(["bash", str(script), *args], env={**env, **extra}, capture_output=True, text=True, timeout=600)
 
-    assert run().returncode == 2 and run("run", str(tmp_path / "nothing")).returncode == 2
-    assert "is not prepared" in run("run", str(tmp_path / "nothing")).stderr
+    unprepared = run("run", str(tmp_path / "nothing"))
+    assert run().returncode == 2 and unprepared.returncode == 2 and "is not prepared" in unprepared.stderr
     prepared = run("prepare", str(tmp_path / "check"))
     assert prepared.returncode == 0, prepared.stderr[-3000:]
     for path in ("package/launch.sh", "package/train.py", "tokenizer/tokenizer.json", "model-config/config.json"):

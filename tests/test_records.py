@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import DATA, run_dsc
+from conftest import DATA, dsc_cli
 from dsc.compiler.errors import RecordError
 
 import dsc
@@ -69,12 +69,12 @@ def test_errors_name_file_line_and_field(tmp_path: Path) -> None:
 
 def test_cli_exits_1_and_prints_no_traceback(tmp_path: Path) -> None:
     spec = write_broken(tmp_path, "error")
-    result = run_dsc("build", str(spec), "-q", cwd=tmp_path)
+    result = dsc_cli("build", str(spec), "-q", cwd=tmp_path)
     assert result.returncode == 1
     assert ":3: output: required field is missing" in result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "build").exists()
-    result = run_dsc("validate", str(spec), "-q", cwd=tmp_path)
+    result = dsc_cli("validate", str(spec), "-q", cwd=tmp_path)
     assert result.returncode == 1 and ":5: instruction: expected string, got int: 42" in result.stderr
 
 
@@ -123,7 +123,7 @@ def test_truncated_json_file_is_a_located_error(tmp_path: Path) -> None:
     data.write_text((DATA / "alpaca_en_demo.json").read_text(encoding="utf-8")[:5000], encoding="utf-8")
     spec = tmp_path / "a.yaml"
     spec.write_text(SPEC.format(path=data, on_invalid="skip"), encoding="utf-8")
-    result = run_dsc("build", str(spec), "-q", cwd=tmp_path)
+    result = dsc_cli("build", str(spec), "-q", cwd=tmp_path)
     assert result.returncode == 1 and f"{data}:" in result.stderr and "invalid JSON" in result.stderr
     assert "Traceback" not in result.stderr
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import FORMATS, run_dsc
+from conftest import FORMATS, dsc_cli, run_dsc
 from dsc.builders.measures import script_mix, token_measures
 from dsc.builders.report import CHART_DIR, REPORT_FILE, regenerate
 from report_html import Page, assert_self_contained, number, svg_images
@@ -115,14 +115,14 @@ def test_dsc_report_regenerates_the_same_bytes(adgen: Path, tmp_path: Path) -> N
     built = _report_files(copy)
     shutil.rmtree(copy / CHART_DIR)
     (copy / REPORT_FILE).write_text("stale", encoding="utf-8")
-    done = run_dsc("report", str(copy))
+    done = dsc_cli("report", str(copy))
     assert done.returncode == 0, done.stderr
     assert "wrote" in done.stdout and REPORT_FILE in done.stdout
     assert _report_files(copy) == built
 
 
 def test_dsc_report_on_a_folder_that_is_not_a_package(tmp_path: Path) -> None:
-    done = run_dsc("report", str(tmp_path))
+    done = dsc_cli("report", str(tmp_path))
     assert done.returncode == 1
     assert "not a dsc package" in done.stderr and "Traceback" not in done.stderr
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import DATA, run_dsc
+from conftest import DATA, dsc_cli, run_dsc
 from dsc.compiler.errors import SpecError
 from dsc.compiler.spec import load_spec
 
@@ -103,8 +103,8 @@ def test_good_spec_loads(tmp_path: Path) -> None:
 def test_cli_spec_error_exits_2_without_traceback(tmp_path: Path) -> None:
     spec = tmp_path / "x.yaml"
     spec.write_text(GOOD.replace("{{ instruction }}\\n", "{{ instrucion }}\\n"), encoding="utf-8")
-    for command in ("build", "validate", "preview"):
-        result = run_dsc(command, str(spec), cwd=tmp_path)
+    for command in ("build", "validate", "preview"):  # build in a real process; the others in this one
+        result = (run_dsc if command == "build" else dsc_cli)(command, str(spec), cwd=tmp_path)
         assert result.returncode == 2, result.stderr
         assert f"{spec}:9: templates.prompt: undefined variable 'instrucion'" in result.stderr
         assert "Traceback" not in result.stderr
@@ -116,7 +116,7 @@ def test_missing_spec_file_and_unknown_tokenizer(tmp_path: Path) -> None:
     assert result.returncode == 2 and "no such spec file" in result.stderr and "Traceback" not in result.stderr
     spec = tmp_path / "x.yaml"
     spec.write_text(GOOD + "tokenizer: ./no/such/tokenizer\n", encoding="utf-8")
-    result = run_dsc("build", str(spec), cwd=tmp_path)
+    result = dsc_cli("build", str(spec), cwd=tmp_path)
     assert result.returncode == 2, result.stderr
     assert f"{spec}:11: tokenizer: no tokenizer folder at './no/such/tokenizer'" in result.stderr
 
@@ -124,7 +124,7 @@ def test_missing_spec_file_and_unknown_tokenizer(tmp_path: Path) -> None:
 def test_usage_errors_exit_2(tmp_path: Path) -> None:
     result = run_dsc("build", "formats/alpaca.yaml", "--limit", "zero", cwd=tmp_path)
     assert result.returncode == 2 and "expected a positive integer" in result.stderr
-    result = run_dsc("frobnicate", cwd=tmp_path)
+    result = dsc_cli("frobnicate", cwd=tmp_path)
     assert result.returncode == 2
 
 

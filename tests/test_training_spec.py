@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import FORMATS, run_dsc
+from conftest import FORMATS, dsc_cli
 from dsc.compiler.errors import SpecError
 from dsc.compiler.spec import load_spec, spec_schema
 from dsc.compiler.training import DEFAULT_MODEL, RECIPES, default_training
@@ -93,7 +93,7 @@ def test_training_mistakes_are_located(tmp_path: Path, training: str, needle: st
 
 def test_cli_reports_a_training_mistake_without_a_traceback(tmp_path: Path) -> None:
     path = _spec_with(tmp_path, "training:\n  method: full\n  model: m\n  num_virtual_tokens: 8\n")
-    result = run_dsc("build", str(path), "--limit", "2", "-o", str(tmp_path / "out"))
+    result = dsc_cli("build", str(path), "--limit", "2", "-o", str(tmp_path / "out"))
     assert result.returncode == 2
     assert f"{path}:{_line_of(path, 'num_virtual_tokens')}" in result.stderr
     assert "Traceback" not in result.stderr
