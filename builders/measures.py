@@ -153,8 +153,8 @@ class SourceRow:
 
 
 def per_source(view_inputs: list[dict[str, Any]], tables: dict[str, pa.Table], measures: dict[str, TokenMeasures],
-               audit: list[dict[str, Any]] | None, names: list[str]) -> list[SourceRow]:
-    """Records read, kept per split, tokens and trained tokens, and (with an audit) records left out per stage, by source."""
+               left_out: dict[str, Counter[str]], names: list[str]) -> list[SourceRow]:
+    """Records read, kept per split, tokens and trained tokens, and records left out per stage (from the audit), by source."""
     read = {name: entry.get("records") for name, entry in zip(names, view_inputs, strict=True)}
     kept: dict[str, dict[str, int]] = defaultdict(dict)
     tokens: Counter[str] = Counter()
@@ -169,10 +169,6 @@ def per_source(view_inputs: list[dict[str, Any]], tables: dict[str, pa.Table], m
             kept[row["source"]][split] = row["tokens_count"]
             tokens[row["source"]] += row["tokens_sum"]
             trained[row["source"]] += row["trained_sum"]
-    left_out: dict[str, Counter[str]] = defaultdict(Counter)
-    for line in audit or []:
-        if line.get("stage") != "truncated":
-            left_out[str(line.get("source_id", "")).rsplit("#", 1)[0]][str(line.get("stage"))] += 1
     every = list(dict.fromkeys([*read, *sorted(kept), *sorted(left_out)]))
     return [SourceRow(name, read.get(name), kept.get(name, {}), tokens[name], trained[name], dict(left_out.get(name, {})))
             for name in every]
@@ -188,13 +184,3 @@ class Cluster:
     @property
     def size(self) -> int:
         return 1 + len(self.dropped)
-
-
-def clusters(duplicates: list[dict[str, Any]]) -> list[Cluster]:
-    """duplicates.jsonl grouped by the record each cluster kept, largest first (then by the kept id)."""
-    grouped: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for record in duplicates:
-        grouped[str(record["kept_source_id"])].append(record)
-    out = [Cluster(kept, members) for kept, members in grouped.items()]
-    out.sort(key=lambda c: (-c.size, c.kept))
-    return out

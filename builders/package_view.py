@@ -1,13 +1,16 @@
 """A package's content as the report and the diff read it: manifest facts, split tables, duplicates, audit.
 
 The same view comes from a package folder on disk (`dsc report`, `dsc diff`) or from a build being written (the
-report writer), so a report regenerated later is byte-identical to the one the build wrote.
+report writer), so a report regenerated later is byte-identical to the one the build wrote. The side files
+(duplicates.jsonl, audit.jsonl) can hold a line per record read, so the view names them and readers take them a batch
+of lines at a time, never whole.
 """
 
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,32 +20,32 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from dsc.builders.verify import read_package
 
-AUDIT_FILE = "audit.jsonl"
 COLUMNS = ["input_ids", "labels", "prompt", "response", "source_id"]
 _SHARD = re.compile(r"^data/(?P<split>.+)-\d{5}-of-\d{5}\.parquet$")
 
 
-@dataclass
-class PackageView:
-    """What a package holds: its manifest (or the build's equivalent), a table per split, duplicates and audit lines."""
-
-    manifest: dict[str, Any]
-    splits: dict[str, pa.Table]
-    duplicates: list[dict[str, Any]]
-    audit: list[dict[str, Any]] | None
-
-    @property
-    def resolved(self) -> dict[str, Any]:
-        """The resolved spec the package was built from."""
-        return self.manifest.get("spec", {}).get("resolved", {})
+AUDIT_FILE = "audit.jsonl"
+BATCH_LINES = 8192
 
 
-def _json_lines(path: Path) -> list[dict[str, Any]] | None:
-    """The file's non-blank lines, parsed as one JSON array (one decoder call, not one per line); a file that does not
-    parse that way is parsed line by line, so a bad line fails as it would alone."""
-    if not path.is_file():
-        return None
-    lines = [line for line in path.read_text(encoding="utf-8").split("\n") if line.strip()]
+def json_batches(path: Path | None) -> Iterator[list[Any]]:
+    """The file's non-blank lines, parsed BATCH_LINES at a time (one decoder call per batch, not one per line); a batch
+    that does not parse that way is parsed line by line, so a bad line fails as it would alone. No file, no batches."""
+    if path is None or not path.is_file():
+        return
+    with path.open(encoding="utf-8") as lines:
+        batch: list[str] = []
+        for line in lines:
+            if line.strip():
+                batch.append(line.rstrip("\n"))
+            if len(batch) == BATCH_LINES:
+                yield _parse(batch)
+                batch = []
+        if batch:
+            yield _parse(batch)
+
+
+def _parse(lines: list[str]) -> list[Any]:
     try:
         parsed = json.loads("[" + ",".join(lines) + "]")
     except json.JSONDecodeError:
@@ -52,11 +55,40 @@ def _json_lines(path: Path) -> list[dict[str, Any]] | None:
     return parsed
 
 
-def read_side_files(folder: Path, manifest: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]] | None]:
-    """The duplicates file the manifest names (none without dedup) and audit.jsonl (None when the package has none)."""
-    dedup = manifest.get("dedup") or {}
-    duplicates = _json_lines(folder / dedup["file"]) if dedup.get("file") else None
-    return duplicates or [], _json_lines(folder / AUDIT_FILE)
+@dataclass
+class SideFiles:
+    """Where a package's duplicates file and audit.jsonl are (None: the package has none), read a batch at a time."""
+
+    duplicates: Path | None
+    audit: Path | None
+
+    @classmethod
+    def of(cls, folder: Path, manifest: dict[str, Any]) -> SideFiles:
+        """The duplicates file the manifest names (none without dedup) and audit.jsonl, where they exist."""
+        dedup = manifest.get("dedup") or {}
+        duplicates = folder / dedup["file"] if dedup.get("file") else None
+        audit = folder / AUDIT_FILE
+        return cls(duplicates if duplicates and duplicates.is_file() else None, audit if audit.is_file() else None)
+
+    def duplicate_batches(self) -> Iterator[list[dict[str, Any]]]:
+        return json_batches(self.duplicates)
+
+    def audit_batches(self) -> Iterator[list[dict[str, Any]]]:
+        return json_batches(self.audit)
+
+
+@dataclass
+class PackageView:
+    """What a package holds: its manifest (or the build's equivalent), a table per split, and its side files."""
+
+    manifest: dict[str, Any]
+    splits: dict[str, pa.Table]
+    side: SideFiles
+
+    @property
+    def resolved(self) -> dict[str, Any]:
+        """The resolved spec the package was built from."""
+        return self.manifest.get("spec", {}).get("resolved", {})
 
 
 def read_splits(folder: Path, manifest: dict[str, Any], columns: list[str] | None = None) -> dict[str, pa.Table]:
@@ -76,8 +108,7 @@ def read_view(folder: str | Path, columns: list[str] | None = None) -> PackageVi
     """A package folder's view, after checking its data files against the manifest (`verify.read_package`)."""
     folder = Path(folder)
     manifest = read_package(folder)
-    duplicates, audit = read_side_files(folder, manifest)
-    return PackageView(manifest=manifest, splits=read_splits(folder, manifest, columns), duplicates=duplicates, audit=audit)
+    return PackageView(manifest=manifest, splits=read_splits(folder, manifest, columns), side=SideFiles.of(folder, manifest))
 
 
 def source_names(source_ids: pa.ChunkedArray | pa.Array) -> pa.Array:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,8 +20,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from dsc.builders import charts, html
 from dsc.builders.charts import COLORS, SPLIT_COLORS, Bar, Panel, Series
-from dsc.builders.measures import TokenMeasures, clusters, openings, per_source, script_mix, token_measures
-from dsc.builders.package_view import PackageView, input_name, read_side_files, read_view
+from dsc.builders.measures import TokenMeasures, openings, per_source, script_mix, token_measures
+from dsc.builders.package_view import PackageView, SideFiles, input_name, read_view
+from dsc.builders.side_summary import CLUSTERS, AuditSummary, DuplicateSummary, audit_summary, detail_of, duplicate_summary, plain_reason
 from dsc.compiler.pipeline import quantiles
 
 if TYPE_CHECKING:  # the build's types; `dsc report` itself never imports the compiler (nor datasets)
@@ -32,8 +32,6 @@ if TYPE_CHECKING:  # the build's types; `dsc report` itself never imports the co
 REPORT_FILE = "report.html"
 CHART_DIR = "report"
 CARD_CHARTS = ("funnel", "lengths")
-EXAMPLES = 5
-CLUSTERS = 5
 DETAIL_CHARS = 800
 
 
@@ -53,19 +51,18 @@ def _anchor(stage: str, reason: str) -> str:
     return f"ex-{stage}-{hashlib.sha1(reason.encode('utf-8')).hexdigest()[:10]}"
 
 
-def _plain_reason(stage: str, reason: str) -> str:
-    """A reason without the stage it repeats (`duplicate: exact` -> `exact`)."""
-    return reason.split(": ", 1)[1] if reason.startswith(f"{stage}: ") else reason
-
-
 @dataclass
 class Context:
-    """What every section reads: the view, token measures per split, and the audit grouped by stage and reason."""
+    """What every section reads: the view, token measures per split, and what it keeps of the audit and duplicates."""
 
     view: PackageView
     measures: dict[str, TokenMeasures]
-    examples: dict[tuple[str, str], list[dict[str, Any]]]
-    audit_counts: Counter[tuple[str, str]]
+    audit: AuditSummary
+    duplicates: DuplicateSummary | None
+
+    @property
+    def examples(self) -> dict[tuple[str, str], list[dict[str, Any]]]:
+        return self.audit.examples
 
     @property
     def counts(self) -> dict[str, Any]:
@@ -96,19 +93,12 @@ class Context:
 
 
 def _context(view: PackageView) -> Context:
-    examples: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
-    audit_counts: Counter[tuple[str, str]] = Counter()
-    lines = view.audit
-    if lines is None:  # without an audit, duplicates.jsonl still names every duplicate
-        lines = [{"source_id": d["source_id"], "stage": "duplicate", "reason": d["reason"], "detail": d} for d in view.duplicates]
-    for line in lines:
-        stage = str(line.get("stage", ""))
-        key = (stage, _plain_reason(stage, str(line.get("reason", ""))))
-        audit_counts[key] += 1
-        if len(examples[key]) < EXAMPLES:
-            examples[key].append(line)
+    """The side files are read here, a batch at a time: the duplicates first, so the audit pass knows whose detail the
+    clusters shown need."""
+    duplicates = duplicate_summary(view.side) if view.manifest.get("dedup") else None
+    audit = audit_summary(view.side, duplicates.shown_ids() if duplicates else set())
     measures = {name: token_measures(table) for name, table in view.splits.items()}
-    return Context(view=view, measures=measures, examples=dict(examples), audit_counts=audit_counts)
+    return Context(view=view, measures=measures, audit=audit, duplicates=duplicates)
 
 
 Section = Callable[[Context], tuple[str, dict[str, str]]]
@@ -119,9 +109,9 @@ def _funnel_rows(ctx: Context) -> list[tuple[str, str, int]]:
     c = ctx.counts
     dropped = c.get("dropped", {})
     rows = [("read", "", int(c.get("read", 0)))]
-    rows += [("invalid", _plain_reason("invalid", r), n) for r, n in sorted(c.get("invalid", {}).items())]
-    rows += [("duplicate", _plain_reason("duplicate", r), n) for r, n in sorted(dropped.items()) if r.startswith("duplicate: ")]
-    rows += [("dropped", _plain_reason("dropped", r), n) for r, n in sorted(dropped.items()) if not r.startswith("duplicate: ")]
+    rows += [("invalid", plain_reason("invalid", r), n) for r, n in sorted(c.get("invalid", {}).items())]
+    rows += [("duplicate", plain_reason("duplicate", r), n) for r, n in sorted(dropped.items()) if r.startswith("duplicate: ")]
+    rows += [("dropped", plain_reason("dropped", r), n) for r, n in sorted(dropped.items()) if not r.startswith("duplicate: ")]
     rows.append(("truncated", "kept, cut to fit", int(c.get("truncated", 0))))
     rows += [("kept", split, n) for split, n in c.get("kept", {}).items()]
     return rows
@@ -190,28 +180,13 @@ def _lengths(ctx: Context) -> tuple[str, dict[str, str]]:
     return "\n".join(body), {"lengths": svg}
 
 
-def _detail(line: dict[str, Any]) -> dict[str, Any]:
-    """An audit line's detail as a dict (a detail of another shape is shown as is, but holds no fields to read)."""
-    detail = line.get("detail")
-    return detail if isinstance(detail, dict) else {}
-
-
-def _sides(entry: Any) -> dict[str, int]:
-    if not isinstance(entry, dict):
-        return {}
-    sides = {k: int(v) for k, v in entry.items() if isinstance(v, int | float) and not isinstance(v, bool)}
-    if "total" not in sides and sides:
-        sides["total"] = sum(sides.values())
-    return sides
-
-
 def _record_text(record: dict[str, str]) -> str:
     return f"prompt:\n{record['prompt']}\n\nresponse:\n{record['response']}"
 
 
 def _examples_block(ctx: Context, key: tuple[str, str], lines: list[dict[str, Any]]) -> str:
     stage, reason = key
-    kept_for = {str(line.get("source_id")): str(_detail(line).get("kept_source_id", "")) for line in lines}
+    kept_for = {str(line.get("source_id")): str(detail_of(line).get("kept_source_id", "")) for line in lines}
     shown = ctx.texts([*kept_for, *kept_for.values()])
     rows = []
     for line in lines:
@@ -225,7 +200,7 @@ def _examples_block(ctx: Context, key: tuple[str, str], lines: list[dict[str, An
         else:
             text = "(not in the package)"
         rows.append((html.text(line.get("source_id")), html.text(where), html.pre(detail), html.pre(text[:DETAIL_CHARS])))
-    total = ctx.audit_counts[key]
+    total = ctx.audit.counts[key]
     return "\n".join([
         f'<h3 id="{_anchor(stage, reason)}">{html.text(stage)}: {html.text(reason)} ({total:,})</h3>',
         f'<p class="note">{len(lines)} of {total:,} shown.</p>' if total > len(lines) else "",
@@ -236,27 +211,24 @@ def _examples_block(ctx: Context, key: tuple[str, str], lines: list[dict[str, An
 def _truncation(ctx: Context) -> tuple[str, dict[str, str]]:
     truncated = int(ctx.counts.get("truncated", 0))
     body = ['<h2 id="truncation">Truncation</h2>', f"<p>{truncated:,} kept record(s) were cut to fit the spec's lengths.</p>"]
-    lines = [line for line in ctx.view.audit or [] if line.get("stage") == "truncated"]
-    if ctx.view.audit is None:
+    if not ctx.audit.present:
         body.append('<p class="note">This package has no audit.jsonl, so lengths before truncation are not known.</p>')
         return "\n".join(body), {}
-    before = [_sides(_detail(line).get("before")) for line in lines]
-    after = [_sides(_detail(line).get("after")) for line in lines]
-    sides = sorted({k for b in before for k in b} & {k for a in after for k in a}, key=lambda k: (k == "total", k))
+    before, after = ctx.audit.before, ctx.audit.after
+    sides = sorted(set(before.columns) & set(after.columns), key=lambda k: (k == "total", k))
     out: dict[str, str] = {}
     if sides:
         limits = _limits(ctx)
         panels = [
-            Panel(f"{side} tokens", [Series("before", np.array([b.get(side, 0) for b in before]), COLORS["truncated"]),
-                                     Series("after", np.array([a.get(side, 0) for a in after]), COLORS["kept"])], limits.get(side, {}))
+            Panel(f"{side} tokens", [Series("before", before.values(side), COLORS["truncated"]),
+                                     Series("after", after.values(side), COLORS["kept"])], limits.get(side, {}))
             for side in sides
         ]
         out["truncation"] = charts.histograms(panels, cols=len(panels))
         body.append(html.image(out["truncation"], "token lengths of truncated records before and after truncation"))
         rows = []
         for side in sides:
-            b = np.array([x.get(side, 0) for x in before])
-            a = np.array([x.get(side, 0) for x in after])
+            b, a = before.values(side), after.values(side)
             rows.append((side, int((b > a).sum()), int((b - a).sum()), quantiles(b)["p50"], quantiles(a)["p50"], quantiles(b)["max"]))
         headers = ["side", "records cut", "tokens removed", "p50 before", "p50 after", "max before"]
         body.append(html.table(headers, rows, "truncation-table"))
@@ -294,33 +266,30 @@ def _labels(ctx: Context) -> tuple[str, dict[str, str]]:
 def _duplicates(ctx: Context) -> tuple[str, dict[str, str]]:
     body = ['<h2 id="duplicates">Duplicates</h2>']
     dedup = ctx.view.manifest.get("dedup")
-    if not dedup:
+    if not dedup or ctx.duplicates is None:
         body.append('<p class="note">The spec has no dedup: section; nothing was compared.</p>')
         return "\n".join(body), {}
-    found = clusters(ctx.view.duplicates)
-    sizes = np.array([c.size for c in found], dtype=np.int64)
-    svg = charts.counts(sizes, "duplicate clusters by size", "records in the cluster (kept + dropped)", COLORS["duplicate"])
+    found = ctx.duplicates
+    svg = charts.counts(found.sizes, "duplicate clusters by size", "records in the cluster (kept + dropped)", COLORS["duplicate"])
     settings = {k: dedup[k] for k in ("compare", "keep", "scope") if k in dedup}
     near = dedup.get("near") or {}
     if near:
         settings["near"] = {k: near.get(k) for k in ("shingles", "ngram", "num_perm", "threshold", "bands", "rows")}
-    reasons = Counter(str(d.get("reason")) for d in ctx.view.duplicates)
     body += [
-        f"<p>{len(ctx.view.duplicates):,} record(s) dropped in {len(found):,} cluster(s): "
-        + ", ".join(f"{html.text(r)} {n:,}" for r, n in sorted(reasons.items())) + ".</p>",
+        f"<p>{found.total:,} record(s) dropped in {len(found.sizes):,} cluster(s): "
+        + ", ".join(f"{html.text(r)} {n:,}" for r, n in sorted(found.reasons.items())) + ".</p>",
         html.pre(json.dumps(settings, ensure_ascii=False, sort_keys=True)),
         html.image(svg, "duplicate cluster sizes"),
-        f"<h3>The {min(CLUSTERS, len(found))} largest clusters</h3>",
+        f"<h3>The {min(CLUSTERS, len(found.sizes))} largest clusters</h3>",
     ]
-    audit = {str(line.get("source_id")): line for line in ctx.view.audit or [] if line.get("stage") == "duplicate"}
-    largest = found[:CLUSTERS]
+    largest = found.largest
     shown = ctx.texts([c.kept for c in largest])
     for cluster in largest:
         kept = shown.get(cluster.kept)
         kept_text = _record_text(kept) if kept else "(not in the package: dropped later)"
         members = []
         for d in cluster.dropped:
-            detail = (audit.get(str(d["source_id"])) or {}).get("detail")
+            detail = ctx.audit.details.get(str(d["source_id"]))
             extra = "\n" + json.dumps(detail, ensure_ascii=False, sort_keys=True)[:DETAIL_CHARS] if detail else ""
             members.append(f"{d['source_id']} ({d.get('split')}): {d.get('reason')}, similarity {d.get('similarity')}{extra}")
         body.append(f"<h4>kept {html.text(cluster.kept)}, {cluster.size} records</h4>")
@@ -331,7 +300,7 @@ def _duplicates(ctx: Context) -> tuple[str, dict[str, str]]:
 
 def _examples(ctx: Context) -> tuple[str, dict[str, str]]:
     body = ['<h2 id="examples">Examples of every reason</h2>']
-    if ctx.view.audit is None:
+    if not ctx.audit.present:
         body.append('<p class="note">This package has no audit.jsonl: duplicates are listed from duplicates.jsonl; other reasons are '
                     "counted in the funnel only.</p>")
     for key, lines in sorted(ctx.examples.items()):
@@ -342,7 +311,7 @@ def _examples(ctx: Context) -> tuple[str, dict[str, str]]:
 
 def _sources(ctx: Context) -> tuple[str, dict[str, str]]:
     inputs = ctx.view.manifest.get("inputs", [])
-    table = per_source(inputs, ctx.view.splits, ctx.measures, ctx.view.audit, [input_name(i) for i in inputs])
+    table = per_source(inputs, ctx.view.splits, ctx.measures, ctx.audit.left_out, [input_name(i) for i in inputs])
     splits = list(ctx.view.splits)
     stages = sorted({s for row in table for s in row.left_out})
     rows = [(row.name, row.read, *(row.kept.get(s, 0) for s in splits), row.tokens, row.trained, *(row.left_out.get(s, 0) for s in stages))
@@ -454,13 +423,8 @@ def write_report(stage: Path, compiled: Compiled) -> Extra:
     from dsc.builders.package import Extra
 
     manifest = build_manifest(compiled, {}, "")
-    duplicates, audit = read_side_files(stage, manifest)
-    view = PackageView(
-        manifest=manifest,
-        splits={name: split.data.table for name, split in compiled.splits.items()},
-        duplicates=duplicates,
-        audit=audit,
-    )
+    splits = {name: split.data.table for name, split in compiled.splits.items()}
+    view = PackageView(manifest=manifest, splits=splits, side=SideFiles.of(stage, manifest))
     report = make_report(view)
     _write_files(stage, report)
     entry = {"file": REPORT_FILE, "charts": sorted(f"{CHART_DIR}/{name}.svg" for name in report.charts)}

@@ -13,6 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from conftest import FORMATS, dsc_cli, run_dsc
+from dsc.builders import package_view
 from dsc.builders.measures import script_mix, token_measures
 from dsc.builders.report import CHART_DIR, REPORT_FILE, regenerate
 from report_html import Page, assert_self_contained, number, svg_images
@@ -119,6 +120,15 @@ def test_dsc_report_regenerates_the_same_bytes(adgen: Path, tmp_path: Path) -> N
     assert done.returncode == 0, done.stderr
     assert "wrote" in done.stdout and REPORT_FILE in done.stdout
     assert _report_files(copy) == built
+
+
+def test_side_files_read_in_small_batches_give_the_same_report(adgen: Path, tmp_path: Path, monkeypatch) -> None:
+    """The report reads audit.jsonl and duplicates.jsonl a batch at a time: batch edges must not change a byte."""
+    copy = tmp_path / "adgen"
+    shutil.copytree(adgen, copy)
+    monkeypatch.setattr(package_view, "BATCH_LINES", 2)
+    regenerate(copy)
+    assert _report_files(copy) == _report_files(adgen)
 
 
 def test_dsc_report_on_a_folder_that_is_not_a_package(tmp_path: Path) -> None:
