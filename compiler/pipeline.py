@@ -334,7 +334,7 @@ def tokenize(
     truncated = drift = fallback = 0
     try:
         chunks = _tokenize_chunks(rendered, keep, validation)
-        for chunk in engine.map(chunks, encode_pass, schema, frozenset({SEGMENTS, CHAT}), "tokenize"):
+        for chunk in engine.map(chunks, encode_pass, schema, frozenset({SEGMENTS, CHAT}), "tokenize", threaded=True):
             to_validation = chunk.column(VALIDATION)
             errors["train"].add(chunk.column(ERROR).filter(pc.invert(to_validation)))
             errors["validation"].add(chunk.column(ERROR).filter(to_validation))

@@ -44,8 +44,12 @@ class Engine(Protocol):
 
     name: str
 
-    def map(self, chunks: Iterable[pa.Table], fn: Pass, schema: pa.Schema, remove: frozenset[str], desc: str) -> Iterator[pa.Table]:
-        """`fn` over every chunk (via `on_arrow`), yielding the results in input order."""
+    def map(
+        self, chunks: Iterable[pa.Table], fn: Pass, schema: pa.Schema, remove: frozenset[str], desc: str, *, threaded: bool = False
+    ) -> Iterator[pa.Table]:
+        """`fn` over every chunk (via `on_arrow`), yielding the results in input order. `threaded`: the pass already
+        uses every core of the machine it runs on (a fast tokenizer's batch encode), so one machine runs it in one
+        process."""
         ...
 
     def bucket_pairs(self, keys: np.ndarray, members: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -100,7 +100,10 @@ class RayEngine:
         _quiet_data()
         self.workers = workers or max(1, int(self.ray.cluster_resources().get("CPU", 1)))
 
-    def map(self, chunks: Iterable[pa.Table], fn: Pass, schema: pa.Schema, remove: frozenset[str], desc: str) -> Iterator[pa.Table]:
+    def map(
+        self, chunks: Iterable[pa.Table], fn: Pass, schema: pa.Schema, remove: frozenset[str], desc: str, *, threaded: bool = False
+    ) -> Iterator[pa.Table]:
+        """Every pass, `threaded` or not, runs on the workers: spreading work over machines is what Ray is for."""
         adapter = _Shipped(self.ray.put(on_arrow(fn, schema, remove)))
         stream = iter(chunks)
         with progress(desc) as bar:

@@ -30,7 +30,7 @@ class Workspace:
     def spill(self, name: str, schema: pa.Schema) -> Spill:
         """A new, empty spill file in this workspace."""
         self._count += 1
-        return Spill(self.path / f"{self._count:03d}-{name}.arrow", schema)
+        return Spill(self.path / f"{self._count:03d}-{name}.arrow", schema, self)
 
     def close(self) -> None:
         self._dir.cleanup()
@@ -39,8 +39,9 @@ class Workspace:
 class Spill:
     """One Arrow IPC stream on disk: `write` chunks, then `close`, then read it as chunks or as a Dataset."""
 
-    def __init__(self, path: Path, schema: pa.Schema) -> None:
+    def __init__(self, path: Path, schema: pa.Schema, workspace: Workspace) -> None:
         self.path = path
+        self._workspace = workspace  # the folder lives as long as any spill in it
         self.schema = schema
         self.rows = 0
         self._sink = pa.OSFile(str(path), "wb")
@@ -75,5 +76,4 @@ class Spill:
     def table(self) -> pa.Table:
         """The whole spill as a memory-mapped Arrow table."""
         self.close()
-        with pa.memory_map(str(self.path)) as source:
-            return pa.ipc.open_stream(source).read_all()
+        return pa.ipc.open_stream(pa.memory_map(str(self.path))).read_all()
