@@ -15,6 +15,7 @@ copy of a training record into validation.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -42,6 +43,8 @@ VALUE = "_dedup_value"
 VALIDATION = "_validation"
 """True for the records that go to validation; tokenize reads it instead of splitting again."""
 
+MEASURE_PAIRS = 4096
+"""Pairs whose exact Jaccard is measured at a time (their texts and shingle sets are in memory together)."""
 REASONS = {"exact": "duplicate: exact", "near": "duplicate: near", "leakage": "duplicate: leakage"}
 """The drop reasons dedup reports in the manifest's counts."""
 
@@ -151,25 +154,32 @@ def _columns(dedup: DedupSpec) -> list[str]:
     return [name.split("_", 1)[1] if name in RENDERED else field_column(name) for name in dedup.compare]
 
 
-def exact_similarity(table: pa.Table, dedup: DedupSpec) -> Measure:
+def exact_similarity(table: pa.Table, dedup: DedupSpec, release: Callable[[], None] | None = None) -> Measure:
     """Exact Jaccard of the shingle sets of row pairs, from their texts (for the few pairs an estimate cannot settle)."""
     near = dedup.near
     assert near is not None
     texts = table.select(list(dict.fromkeys(_columns(dedup))))
 
-    def measure(u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    def measure_some(u: np.ndarray, v: np.ndarray) -> np.ndarray:
         rows = np.unique(np.concatenate((u, v)))
         sets = shingle_sets(compared_texts(texts.take(rows).to_pydict(), dedup), near, dedup.normalize)
         at = {r: i for i, r in enumerate(rows.tolist())}
-        out = np.empty(len(u))
-        for i, (a, b) in enumerate(zip(u.tolist(), v.tolist(), strict=True)):
-            out[i] = jaccard(sets[at[a]], sets[at[b]])
+        out = np.array([jaccard(sets[at[a]], sets[at[b]]) for a, b in zip(u.tolist(), v.tolist(), strict=True)])
+        if release is not None:
+            release()
         return out
+
+    def measure(u: np.ndarray, v: np.ndarray) -> np.ndarray:
+        # A slice of pairs at a time: the texts and shingle sets of every pair at once would grow with the set.
+        parts = [measure_some(u[lo : lo + MEASURE_PAIRS], v[lo : lo + MEASURE_PAIRS]) for lo in range(0, len(u), MEASURE_PAIRS)]
+        return np.concatenate(parts) if parts else np.empty(0)
 
     return measure
 
 
-def clusters(table: pa.Table, dedup: DedupSpec, pairs: Pairs, signatures: np.ndarray | None) -> np.ndarray:
+def clusters(
+    table: pa.Table, dedup: DedupSpec, pairs: Pairs, signatures: np.ndarray | None, release: Callable[[], None] | None = None
+) -> np.ndarray:
     """Phase two: the root of each record's cluster (its smallest member). `pairs` groups equal keys (an engine's
     `bucket_pairs`); `signatures` is the (records, num_perm) matrix (None without `near`)."""
     n = len(table)
@@ -181,15 +191,21 @@ def clusters(table: pa.Table, dedup: DedupSpec, pairs: Pairs, signatures: np.nda
         near = dedup.near
         bands, rows = (near.bands, near.rows) if near.bands else band_shape(near.threshold, near.num_perm)
         texts = np.nonzero(table.column(LENGTH).to_numpy() > 0)[0]
-        near_clusters(parent, signatures, texts, near.threshold, bands, rows, exact_similarity(table, dedup), pairs)
+        near_clusters(parent, signatures, texts, near.threshold, bands, rows, exact_similarity(table, dedup, release), pairs)
     return find(parent)
 
 
 def decide(
-    table: pa.Table, dedup: DedupSpec, validation: np.ndarray, pairs: Pairs = equal_key_pairs, signatures: np.ndarray | None = None
+    table: pa.Table,
+    dedup: DedupSpec,
+    validation: np.ndarray,
+    pairs: Pairs = equal_key_pairs,
+    signatures: np.ndarray | None = None,
+    release: Callable[[], None] | None = None,
 ) -> Duplicates:
-    """Which records leave, which record of their cluster stays, how similar they are and why they leave."""
-    roots = clusters(table, dedup, pairs, signatures)
+    """Which records leave, which record of their cluster stays, how similar they are and why they leave. `release`
+    runs after each slice of texts was read (it hands a memory-mapped table's pages back)."""
+    roots = clusters(table, dedup, pairs, signatures, release)
     rank = _rank(table, dedup, validation)
     best = np.full(len(table), len(table), dtype=np.int64)
     np.minimum.at(best, roots, rank)
@@ -209,7 +225,7 @@ def decide(
         assert dedup.near is not None
         # Equal exact keys mean equal normalized texts, hence equal shingle sets: Jaccard 1, nothing to measure.
         near = exact[dropped] != exact[kept] if exact is not None else np.ones(len(dropped), dtype=bool)
-        measure = exact_similarity(table, dedup)
+        measure = exact_similarity(table, dedup, release)
         sims[near], measured[near] = settled(signatures, dropped[near], kept[near], dedup.near.threshold, measure)
     return Duplicates(dropped=dropped, kept=kept, similarity=sims, reason=reason, validation=validation, measured=measured)
 
@@ -308,7 +324,8 @@ def deduplicate(spec: Spec, rendered: Rendered, engine: Engine | None = None) ->
     signatures = None
     if dedup.near is not None:  # read back from the file render wrote them to: one allocation, no second copy
         signatures = np.fromfile(rendered.signature_file, dtype=np.uint32).reshape(len(table), dedup.near.num_perm)
-    dups = decide(table, dedup, validation, engine.bucket_pairs if engine is not None else equal_key_pairs, signatures)
+    pairs = engine.bucket_pairs if engine is not None else equal_key_pairs
+    dups = decide(table, dedup, validation, pairs, signatures, rendered.spill.release_pages)
     dups.counts = _counts(dups)
     dups.settings = settings(dedup)
     dups.records = _records(table, dups)

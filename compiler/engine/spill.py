@@ -8,6 +8,7 @@ want random access (the operating system pages it in and out as needed, so it ne
 
 from __future__ import annotations
 
+import mmap
 import os
 import tempfile
 from collections.abc import Iterator
@@ -42,6 +43,7 @@ class Spill:
     def __init__(self, path: Path, schema: pa.Schema, workspace: Workspace) -> None:
         self.path = path
         self._workspace = workspace  # the folder lives as long as any spill in it
+        self._map: mmap.mmap | None = None
         self.schema = schema
         self.rows = 0
         self._sink = pa.OSFile(str(path), "wb")
@@ -74,6 +76,15 @@ class Spill:
         return datasets.Dataset.from_file(str(self.path))
 
     def table(self) -> pa.Table:
-        """The whole spill as a memory-mapped Arrow table."""
+        """The whole spill as a memory-mapped Arrow table (zero copy). Pages its readers touch stay in this process
+        until `release_pages`."""
         self.close()
-        return pa.ipc.open_stream(pa.memory_map(str(self.path))).read_all()
+        with self.path.open("rb") as fh:
+            self._map = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+        return pa.ipc.open_stream(pa.BufferReader(pa.py_buffer(self._map))).read_all()
+
+    def release_pages(self) -> None:
+        """Hand the pages read through `table` back to the page cache (they are read again if touched again), so a
+        reader that walks the table a slice at a time holds a slice, not the file."""
+        if self._map is not None and hasattr(mmap, "MADV_DONTNEED"):
+            self._map.madvise(mmap.MADV_DONTNEED)
