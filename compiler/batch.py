@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.compute as pc
 from dsc.compiler.errors import Location
 
 Batch = dict[str, list[Any]]
@@ -54,6 +56,12 @@ def location(batch: Batch, i: int, field: str | None = None) -> Location:
 def source_id(file: str, row: int) -> str:
     """A record's stable id in the package: its file's name and its 0-based row."""
     return f"{file.rsplit('/', 1)[-1]}#{row}"
+
+
+def source_ids(files: pa.Array | pa.ChunkedArray, rows: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
+    """`source_id` of whole columns, in Arrow (no Python object per record)."""
+    names = pc.replace_substring_regex(files, pattern=r"^.*/", replacement="")
+    return pc.binary_join_element_wise(names, pc.cast(rows, pa.string()), "#")
 
 
 def chain(*passes: Pass) -> Pass:

@@ -23,7 +23,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from dsc.compiler.audit import dropped_rows, marked, no_audit
-from dsc.compiler.batch import BOOKKEEPING, DETAIL, DROP, ERROR, Pass, chain, field_column
+from dsc.compiler.batch import BOOKKEEPING, DETAIL, DROP, ERROR, Pass, chain, field_column, source_ids
 from dsc.compiler.chat.chat_template import load_chat_template
 from dsc.compiler.chat.encode_chat import make_chat_encode_pass
 from dsc.compiler.chat.render_chat import CHAT, make_chat_render_pass
@@ -264,12 +264,6 @@ def quantiles(values: np.ndarray) -> dict[str, float]:
     }
 
 
-def _source_ids(table: pa.Table) -> pa.Array:
-    names = pc.replace_substring_regex(table.column("_file"), pattern=r"^.*/", replacement="")
-    rows = pc.cast(table.column("_row"), pa.string())
-    return pc.binary_join_element_wise(names, rows, "#")
-
-
 TOKENIZE_INPUT = [*BOOKKEEPING, "prompt", "response", SEGMENTS, CHAT]
 """What the tokenize phase reads of the rendered records (the field columns stay on disk)."""
 
@@ -346,7 +340,7 @@ def tokenize(
             drift += int(pc.sum(chunk.column("_drift")).as_py() or 0)
             if chat:
                 fallback += int(pc.sum(chunk.column("_span_fallback")).as_py() or 0)
-            chunk = chunk.append_column("source_id", _source_ids(chunk))
+            chunk = chunk.append_column("source_id", source_ids(chunk.column("_file"), chunk.column("_row")))
             to_validation = chunk.column(VALIDATION)
             spills["train"].write(chunk.filter(pc.invert(to_validation)))
             spills["validation"].write(chunk.filter(to_validation))

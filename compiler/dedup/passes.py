@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pyarrow as pa
 from dsc.compiler.audit import audit_rows, no_audit, relative_file
-from dsc.compiler.batch import BOOKKEEPING, Batch, Pass, field_column, source_id
+from dsc.compiler.batch import BOOKKEEPING, Batch, Pass, field_column, source_ids
 from dsc.compiler.dedup.lsh import Measure, Pairs, band_shape, find, jaccard, near_clusters, settled, union
 from dsc.compiler.dedup.lsh import buckets as equal_key_pairs
 from dsc.compiler.dedup.minhash import HASH_SCHEME, SCHEME, batch_signatures, exact_keys, shingle_sets
@@ -239,9 +239,8 @@ def _counts(dups: Duplicates) -> dict[str, Any]:
     return out
 
 
-def _source_ids(table: pa.Table, rows: np.ndarray) -> list[str]:
-    files = table.column("_file").take(rows).to_pylist()
-    return [source_id(f, r) for f, r in zip(files, table.column("_row").take(rows).to_pylist(), strict=True)]
+def _source_ids(table: pa.Table, rows: np.ndarray) -> pa.Array:
+    return source_ids(table.column("_file").take(rows), table.column("_row").take(rows))
 
 
 def _records(table: pa.Table, dups: Duplicates) -> pa.Table:
@@ -265,14 +264,28 @@ def _json_values(values: list[Any]) -> list[str]:
     return [encoded[v] for v in values]
 
 
+AUDIT_SLICE = 65_536
+"""Dropped records whose audit details are put together at a time (as Python text; the result is Arrow)."""
+
+
 def _audit(table: pa.Table, dups: Duplicates, folder: Path) -> pa.Table:
     """The audit rows of the dropped records: the kept record (its file and line too) and the similarity that decided.
 
     The detail is what `json.dumps` of {kept_source_id, kept_file, kept_line, similarity, measure, split} gives, put
-    together from each column's encoded values instead of one dumps per row."""
-    kept_files = [relative_file(f, folder) for f in table.column("_file").take(dups.kept).to_pylist()]
-    kept_lines = table.column("_line").take(dups.kept).to_pylist()
-    columns = [dups.records.column(key).to_pylist() for key in ("kept_source_id", "similarity", "measure", "split")]
+    together from each column's encoded values instead of one dumps per row, a slice of rows at a time."""
+    details = [_details(table, dups, folder, lo, lo + AUDIT_SLICE) for lo in range(0, len(dups.dropped), AUDIT_SLICE)]
+    reasons = pa.array([REASONS[r] for r in dups.reason.tolist()], pa.string())
+    detail = pa.chunked_array(details, pa.string())
+    return audit_rows(table.select(list(BOOKKEEPING)).take(dups.dropped), "duplicate", reasons, detail)
+
+
+def _details(table: pa.Table, dups: Duplicates, folder: Path, lo: int, hi: int) -> pa.Array:
+    """The audit details of dropped records lo..hi."""
+    kept = dups.kept[lo:hi]
+    kept_files = [relative_file(f, folder) for f in table.column("_file").take(kept).to_pylist()]
+    kept_lines = table.column("_line").take(kept).to_pylist()
+    part = dups.records.slice(lo, hi - lo)
+    columns = [part.column(key).to_pylist() for key in ("kept_source_id", "similarity", "measure", "split")]
     source_ids, similarities, measures, splits = (_json_values(c) for c in columns)
     details = [
         f'{{"kept_source_id": {k}, "kept_file": {f}, "kept_line": {line}, "similarity": {s}, "measure": {m}, "split": {p}}}'
@@ -280,8 +293,7 @@ def _audit(table: pa.Table, dups: Duplicates, folder: Path) -> pa.Table:
             source_ids, _json_values(kept_files), _json_values(kept_lines), similarities, measures, splits, strict=True
         )
     ]
-    reasons = pa.array([REASONS[r] for r in dups.reason.tolist()], pa.string())
-    return audit_rows(table.select(list(BOOKKEEPING)).take(dups.dropped), "duplicate", reasons, pa.array(details, pa.string()))
+    return pa.array(details, pa.string())
 
 
 def settings(dedup: DedupSpec) -> dict[str, Any]:
