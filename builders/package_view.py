@@ -8,7 +8,6 @@ of lines at a time, never whole.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from dsc.builders.verify import read_package
+from dsc.compiler.audit import json_texts
 
 COLUMNS = ["input_ids", "labels", "prompt", "response", "source_id"]
 _SHARD = re.compile(r"^data/(?P<split>.+)-\d{5}-of-\d{5}\.parquet$")
@@ -39,20 +39,10 @@ def json_batches(path: Path | None) -> Iterator[list[Any]]:
             if line.strip():
                 batch.append(line.rstrip("\n"))
             if len(batch) == BATCH_LINES:
-                yield _parse(batch)
+                yield json_texts(batch)
                 batch = []
         if batch:
-            yield _parse(batch)
-
-
-def _parse(lines: list[str]) -> list[Any]:
-    try:
-        parsed = json.loads("[" + ",".join(lines) + "]")
-    except json.JSONDecodeError:
-        parsed = None
-    if not isinstance(parsed, list) or len(parsed) != len(lines):
-        parsed = [json.loads(line) for line in lines]
-    return parsed
+            yield json_texts(batch)
 
 
 @dataclass

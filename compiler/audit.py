@@ -87,17 +87,21 @@ def records(audit: pa.Table, folder: Path) -> Iterator[dict[str, Any]]:
             yield {"source_id": source_id(f, r), "file": files[f], "line": line, "stage": stage, "reason": reason, "detail": detail}
 
 
-def _details(texts: list[str | None]) -> list[Any]:
-    """Each JSON detail parsed ({} when there is none), in one decoder call as an array; details that do not parse
-    one to one that way are parsed one by one (so a bad one fails as it would alone)."""
-    present = [t for t in texts if t]
+def json_texts(texts: list[str]) -> list[Any]:
+    """JSON texts parsed in one decoder call, as an array; texts that do not parse one to one that way (a bad one, or
+    one holding more than one value) are parsed one by one, so a bad one fails as it would alone."""
     try:
-        parsed = json.loads("[" + ",".join(present) + "]")
+        parsed = json.loads("[" + ",".join(texts) + "]")
     except json.JSONDecodeError:
         parsed = None
-    if not isinstance(parsed, list) or len(parsed) != len(present):
-        parsed = [json.loads(t) for t in present]
-    values = iter(parsed)
+    if not isinstance(parsed, list) or len(parsed) != len(texts):
+        parsed = [json.loads(t) for t in texts]
+    return parsed
+
+
+def _details(texts: list[str | None]) -> list[Any]:
+    """Each JSON detail parsed ({} when there is none)."""
+    values = iter(json_texts([t for t in texts if t]))
     return [next(values) if t else {} for t in texts]
 
 
