@@ -323,15 +323,13 @@ def tokenize(
         encode_pass = make_encode_pass(spec, tok)
     package_schema = PACKAGE_FEATURES.arrow_schema
     spills = {name: rendered.workspace.spill(name, package_schema) for name in ("train", "validation")}
-    errors = {name: _Errors() for name in spills}
+    errors = _Errors()
     dropped, trail = Counter[str](), [rendered.audit]
     truncated = drift = fallback = 0
     try:
         chunks = _tokenize_chunks(rendered, keep, validation)
         for chunk in engine.map(chunks, encode_pass, schema, frozenset({SEGMENTS, CHAT}), "tokenize", threaded=True):
-            to_validation = chunk.column(VALIDATION)
-            errors["train"].add(chunk.column(ERROR).filter(pc.invert(to_validation)))
-            errors["validation"].add(chunk.column(ERROR).filter(to_validation))
+            errors.add(chunk.column(ERROR))
             dropped.update(_drop_counts(chunk))
             cut = pc.fill_null(chunk.column("_truncated"), False)
             trail += [dropped_rows(chunk, "dropped"), marked(chunk, cut, "truncated", "truncated")]
@@ -347,13 +345,7 @@ def tokenize(
     finally:
         if own:
             engine.close()
-    what = "longer than the spec's lengths allow (overflow: error)"
-    merged = _Errors()
-    for part in errors.values():
-        merged.shown += part.shown
-        merged.total += part.total
-    merged.shown = merged.shown[:SHOWN_ERRORS]
-    merged.raise_if_any(what)
+    errors.raise_if_any("longer than the spec's lengths allow (overflow: error)")
     splits = {"train": spills["train"].dataset()}
     if spills["validation"].rows:
         splits["validation"] = spills["validation"].dataset()
