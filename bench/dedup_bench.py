@@ -11,7 +11,7 @@ same tokens, n-gram size, num_perm, seed and LSH bands (the spec defaults):
          per record, `MinHash.jaccard` on each candidate and a Python union-find.
 
 Prints records/s for each stage, the end-to-end ratio, pair precision/recall of both against the injected copies,
-the bytes of dedup state per record and the peak RSS.
+the bytes of dedup state per record (in memory and on disk) and the peak RSS.
 
     python bench/dedup_bench.py [--records 100000] [--naive-records N] [--num-proc N]
 """
@@ -34,7 +34,7 @@ import datasets  # noqa: E402
 from datasketch import MinHash, MinHashLSH  # noqa: E402
 from dsc.compiler.dedup.lsh import band_shape  # noqa: E402
 from dsc.compiler.dedup.minhash import tokens  # noqa: E402
-from dsc.compiler.dedup.passes import EXACT, LENGTH, deduplicate  # noqa: E402
+from dsc.compiler.dedup.passes import deduplicate  # noqa: E402
 from dsc.compiler.dedup.settings import Normalize  # noqa: E402
 from dsc.compiler.pipeline import Options, render  # noqa: E402
 from dsc.compiler.spec import load_spec  # noqa: E402
@@ -153,8 +153,9 @@ def main() -> None:
     for d, k in zip(whole.dropped.tolist(), whole.kept.tolist(), strict=True):
         ours.setdefault(k, {k}).add(d)
     p, r = scores(ours.values(), truth(groups))
-    state = rendered.signature_file.stat().st_size + table.column(EXACT).nbytes + table.column(LENGTH).nbytes
-    state += rendered.keys.nbytes + 8 * n  # union-find parents
+    assert rendered.signature_rows is not None and rendered.compared is not None
+    on_disk = rendered.signature_rows.path.stat().st_size + rendered.compared.path.stat().st_size
+    state = table.nbytes + rendered.keys.nbytes + 8 * n + 8 * n  # + union-find parents, compared-text offsets
     bands, rows = band_shape(near.threshold, near.num_perm)
     print(
         f"records: {n} ({len(truth(groups))} injected clusters); ngram {near.ngram}, num_perm {near.num_perm}, "
@@ -171,7 +172,8 @@ def main() -> None:
     print(f"naive whole pass  {n_sig + n_lsh:7.2f} s  {m / (n_sig + n_lsh):9,.0f} records/s   precision {np_:.4f} recall {nr:.4f}")
     print(f"end to end: dsc is {(n / t_whole) / (m / (n_sig + n_lsh)):.1f}x the naive loop (records/s)")
     print(
-        f"dedup state: {state / n:.0f} bytes/record ({near.num_perm} x 4 signature + exact key, length, split key, parent); "
+        f"dedup state: {state / n:.0f} bytes/record in memory (source location, exact key, length, split key, parent, text "
+        f"offset), {on_disk / n:.0f} on disk ({near.num_perm} x 4 signature + compared text); "
         f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB"
     )
 

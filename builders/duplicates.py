@@ -18,9 +18,12 @@ def write_duplicates(stage: Path, compiled: Compiled) -> None:
     """Write the package's duplicates file (nothing when the spec has no `dedup:` section)."""
     if compiled.duplicates is None:
         return
+    records = compiled.duplicates.records
+    assert records is not None, "deduplicate writes the records"
     with (stage / FILE).open("w", encoding="utf-8") as fh:
-        for batch in compiled.duplicates.records.to_batches(max_chunksize=8192):
-            fh.writelines(JSON.encode(record) + "\n" for record in batch.to_pylist())
+        for chunk in records.chunks():
+            for batch in chunk.to_batches(max_chunksize=8192):
+                fh.writelines(JSON.encode(record) + "\n" for record in batch.to_pylist())
 
 
 def dedup_manifest(compiled: Compiled) -> dict[str, Any] | None:
@@ -28,4 +31,4 @@ def dedup_manifest(compiled: Compiled) -> dict[str, Any] | None:
     dups = compiled.duplicates
     if dups is None:
         return None
-    return {**dups.settings, "counts": dups.counts, "file": FILE, "records": len(dups.records)}
+    return {**dups.settings, "counts": dups.counts, "file": FILE, "records": dups.records.rows if dups.records is not None else 0}

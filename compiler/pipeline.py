@@ -3,10 +3,11 @@ split -> splits, counts.
 
 Each phase streams chained passes over chunks of records (`dsc.compiler.engine`: in this process, forked workers or
 Ray) and keeps only what the next global step needs: the rendered records go to a spill file on disk, the tokenized
-ones to one spill per split, and in memory stay the split keys, dedup's per-record columns, counts and the audit
-rows. Rows marked dropped are counted and filtered chunk by chunk, and records that must fail the build (bad records
-under `on_invalid: error`, over-long ones under `overflow: error`) raise a RecordError listing the first of them with
-their locations. So peak memory follows the chunk size, not the number of records, apart from those few columns.
+ones to one spill per split, the audit rows to the trail's spill (`dsc.compiler.audit.Trail`), and in memory stay
+the split keys, dedup's per-record columns and counts. Rows marked dropped are counted and filtered chunk by chunk,
+and records that must fail the build (bad records under `on_invalid: error`, over-long ones under `overflow: error`)
+raise a RecordError listing the first of them with their locations. So peak memory follows the chunk size, not the
+number of records, apart from those few columns.
 """
 
 from __future__ import annotations
@@ -15,31 +16,31 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import datasets
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from dsc.compiler.audit import dropped_rows, marked, no_audit
+from dsc.compiler.audit import Trail, dropped_rows, marked
 from dsc.compiler.batch import BOOKKEEPING, DETAIL, DROP, ERROR, Pass, chain, field_column, source_ids
 from dsc.compiler.chat.chat_template import load_chat_template
 from dsc.compiler.chat.encode_chat import make_chat_encode_pass
 from dsc.compiler.chat.render_chat import CHAT, make_chat_render_pass
 from dsc.compiler.dedup.passes import (
     SIGNATURE,
+    TEXT,
     VALIDATION,
     Duplicates,
     deduplicate,
     make_signature_pass,
-    signature_rows,
+    signature_matrix,
     signature_schema,
 )
 from dsc.compiler.derive import make_derive_pass
 from dsc.compiler.encode import IGNORE, make_encode_pass
 from dsc.compiler.engine import Engine, chunk_rows, make_engine
-from dsc.compiler.engine.spill import Spill, Workspace
+from dsc.compiler.engine.spill import RowFile, Spill, TextFile, Workspace
 from dsc.compiler.errors import Problem, RecordError
 from dsc.compiler.render import SEGMENTS, make_render_pass
 from dsc.compiler.sources import RAW_SCHEMA, SourceStream
@@ -84,11 +85,15 @@ class Rendered:
     keys: np.ndarray
     """Each kept record's split key, in order."""
     workspace: Workspace
-    audit: pa.Table = field(default_factory=no_audit)
+    audit: Trail
+    """Every record that did not go in as it came (`dsc.compiler.audit`), on disk."""
     signatures: pa.Table | None = None
-    """Dedup's per-record columns (exact key, length, keep value), when the render asked for them."""
-    signature_file: Path | None = None
-    """Dedup's MinHash signatures, num_perm uint32 per record, on disk until dedup's global step reads them."""
+    """Dedup's per-record columns (where each record came from, exact key, length, keep value), when the render asked
+    for them (and the spec has a `dedup:` section)."""
+    signature_rows: RowFile | None = None
+    """Dedup's MinHash signatures, num_perm uint32 per record, on disk (with `near`)."""
+    compared: TextFile | None = None
+    """The text dedup compared of each record, on disk (with `near`): the few pairs measured exactly read it."""
 
     @property
     def dataset(self) -> datasets.Dataset:
@@ -109,10 +114,10 @@ class Compiled:
     """Memory-mapped from the build's workspace, which lives as long as this object."""
     counts: dict[str, Any]
     inputs: list[dict[str, Any]]
+    audit: Trail
+    """Every record that did not go in as it came (`dsc.compiler.audit`): the render's trail, added to."""
     tokens: dict[str, Any] = field(default_factory=dict)
     duplicates: Duplicates | None = None
-    audit: pa.Table = field(default_factory=no_audit)
-    """Every record that did not go in as it came (`dsc.compiler.audit`), unsorted."""
     timings: dict[str, float] = field(default_factory=dict)
     """Seconds per phase. Shown by `dsc build`, never written into the package: a package must not differ between two
     builds of the same spec and data."""
@@ -160,8 +165,15 @@ def _render_pass(spec: Spec, tokenizer: LoadedTokenizer | None) -> Pass:
     return make_chat_render_pass(spec.chat, tmpl, {f.name for f in spec.fields if f.stored_as_json})
 
 
-def _without_signature(schema: pa.Schema) -> pa.Schema:
-    return pa.schema([f for f in schema if f.name != SIGNATURE])
+def _dedup_table(schema: pa.Schema, dedup_schema: pa.Schema, parts: list[pa.Table]) -> pa.Table:
+    return pa.concat_tables([_dedup_columns(schema.empty_table(), dedup_schema), *parts])
+
+
+def _dedup_columns(chunk: pa.Table, schema: pa.Schema) -> pa.Table:
+    """What dedup's global step keeps in memory of a rendered chunk: where each record came from (`_file`
+    dictionary-encoded) and the signature pass's numbers."""
+    part = chunk.select([*BOOKKEEPING, *(n for n in schema.names if n not in (SIGNATURE, TEXT))])
+    return part.set_column(1, "_file", part.column("_file").dictionary_encode())
 
 
 def _render_schema(spec: Spec) -> pa.Schema:
@@ -194,27 +206,28 @@ def render(
     marks = [pa.field(DROP, pa.string()), pa.field(ERROR, pa.string()), pa.field(DETAIL, pa.string())]
     out_schema = pa.schema([*schema, *(dedup_schema or []), *marks])
     stream = SourceStream(spec, options.limit, chunk_rows())
-    signatures_path = workspace.path / "signatures.u32"
-    signature_file = signatures_path.open("wb") if dedup_schema is not None and SIGNATURE in dedup_schema.names else None
+    near = spec.dedup.near if dedup_schema is not None and spec.dedup is not None else None
+    signature_rows = RowFile(workspace.path / "signatures.u32", np.uint32, near.num_perm) if near is not None else None
+    compared = TextFile(workspace.path / "compared.txt") if near is not None else None
     spill = workspace.spill("rendered", schema)
-    errors, invalid, trail, keys, dedup_parts = _Errors(), Counter[str](), [], [], []
+    errors, invalid, trail, keys, dedup_parts = _Errors(), Counter[str](), Trail(workspace), [], []
     try:
         for chunk in engine.map(stream, chain(*passes), out_schema, frozenset({"_record"}), "validate + render"):
             if spec.on_invalid == "error":
                 errors.add(chunk.column(ERROR))
             invalid.update(_drop_counts(chunk))
-            trail.append(dropped_rows(chunk, "invalid"))
+            trail.add(dropped_rows(chunk, "invalid"))
             chunk = _kept(chunk)
             spill.write(chunk)
             keys.append(chunk.column(KEY).to_numpy())
             if dedup_schema is not None:
-                if signature_file is not None:
+                if signature_rows is not None and compared is not None:
                     for array in chunk.column(SIGNATURE).chunks:
-                        signature_file.write(signature_rows(array).tobytes())
-                dedup_parts.append(chunk.select([n for n in dedup_schema.names if n != SIGNATURE]))
+                        signature_rows.append(signature_matrix(array, signature_rows.width))
+                    for array in chunk.column(TEXT).chunks:
+                        compared.append(array)
+                dedup_parts.append(_dedup_columns(chunk, dedup_schema))
     finally:
-        if signature_file is not None:
-            signature_file.close()
         if own:
             engine.close()
     errors.raise_if_any("failed validation or rendering (on_invalid: error; set on_invalid: skip to drop them)")
@@ -225,9 +238,10 @@ def render(
         inputs=stream.inputs,
         keys=np.concatenate(keys) if keys else np.zeros(0, np.int64),
         workspace=workspace,
-        audit=pa.concat_tables([no_audit(), *trail]),
-        signatures=None if dedup_schema is None else pa.concat_tables([_without_signature(dedup_schema).empty_table(), *dedup_parts]),
-        signature_file=signatures_path if signature_file is not None else None,
+        audit=trail,
+        signatures=None if dedup_schema is None else _dedup_table(out_schema, dedup_schema, dedup_parts),
+        signature_rows=signature_rows,
+        compared=compared,
     )
 
 
@@ -324,7 +338,7 @@ def tokenize(
     package_schema = PACKAGE_FEATURES.arrow_schema
     spills = {name: rendered.workspace.spill(name, package_schema) for name in ("train", "validation")}
     errors = _Errors()
-    dropped, trail = Counter[str](), [rendered.audit]
+    dropped, trail = Counter[str](), rendered.audit
     truncated = drift = fallback = 0
     try:
         chunks = _tokenize_chunks(rendered, keep, validation)
@@ -332,7 +346,8 @@ def tokenize(
             errors.add(chunk.column(ERROR))
             dropped.update(_drop_counts(chunk))
             cut = pc.fill_null(chunk.column("_truncated"), False)
-            trail += [dropped_rows(chunk, "dropped"), marked(chunk, cut, "truncated", "truncated")]
+            trail.add(dropped_rows(chunk, "dropped"))
+            trail.add(marked(chunk, cut, "truncated", "truncated"))
             chunk = _kept(chunk)
             truncated += int(pc.sum(chunk.column("_truncated")).as_py() or 0)
             drift += int(pc.sum(chunk.column("_drift")).as_py() or 0)
@@ -369,7 +384,7 @@ def tokenize(
         counts=counts,
         inputs=rendered.inputs,
         tokens=tokens,
-        audit=pa.concat_tables(trail),
+        audit=trail,
         workspace=rendered.workspace,
     )
 
@@ -404,7 +419,6 @@ def compile_spec(spec: Spec, options: Options | None = None, tokenizer: LoadedTo
             compiled = tokenize(spec, rendered, tok, options, keep=duplicates.keep_mask(), validation=duplicates.validation, engine=engine)
             lap("tokenize")
             compiled.duplicates = duplicates
-            compiled.audit = pa.concat_tables([compiled.audit, duplicates.audit])
             compiled.counts["dropped"] = {**duplicates.reasons(), **compiled.counts["dropped"]}
             compiled.counts["duplicates"] = duplicates.counts
     finally:

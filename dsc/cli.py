@@ -367,8 +367,10 @@ def _side_by_side(left: str, right: str, width: int = 58) -> str:
 def _preview_duplicates(args: argparse.Namespace) -> int:
     """The first clusters dedup finds: the kept record's compared text beside each dropped one's."""
     import datasets
+    import numpy as np
 
     from dsc.compiler.dedup.passes import compared_texts, deduplicate
+    from dsc.compiler.engine.spill import take
     from dsc.compiler.errors import Problem, SpecError
     from dsc.compiler.pipeline import Options, render
     from dsc.compiler.spec import load_spec
@@ -380,16 +382,17 @@ def _preview_duplicates(args: argparse.Namespace) -> int:
     rendered = render(spec, Options(limit=args.limit), signatures=True)
     dups = deduplicate(spec, rendered)
     table = rendered.spill.table()
-    lines = dups.records.to_pylist()
+    assert dups.records is not None
+    lines = dups.records.table().to_pylist()
     clusters: dict[int, list[int]] = {}
     for i, kept in enumerate(dups.kept.tolist()):
         clusters.setdefault(kept, []).append(i)
     print(
-        f"{spec.name}: {len(dups.records)} of {len(table)} record(s) dropped in {len(clusters)} cluster(s); compared on {spec.dedup.label}"
+        f"{spec.name}: {dups.records.rows} of {len(table)} record(s) dropped in {len(clusters)} cluster(s); compared on {spec.dedup.label}"
     )
     for kept, members in list(clusters.items())[: args.duplicates]:
         rows = [kept, *(int(dups.dropped[i]) for i in members)]
-        texts = compared_texts(table.take(rows).to_pydict(), spec.dedup)
+        texts = compared_texts(take(table, np.array(rows)).to_pydict(), spec.dedup)
         first = lines[members[0]]
         print(f"\n── kept {first['kept_source_id']} " + "─" * 40)
         for n, i in enumerate(members, start=1):

@@ -6,8 +6,9 @@ threshold on their estimated Jaccard (the share of equal signature values, as `M
 they join a cluster, so LSH's false positives never merge records. Clusters are a union-find whose roots are the
 smallest index of each cluster, so the result does not depend on the order edges arrive in.
 
-Memory: the signatures (num_perm x 4 bytes per record), the parent array (8 bytes), and per band one hash, one sort
-order and a few index arrays (~40 bytes per record), freed before the next band.
+Memory: the parent array (8 bytes per record), and per band one hash, one sort order and a few index arrays (~40
+bytes per record), freed before the next band. The signatures (num_perm x 4 bytes per record) may stay on disk (a
+`dsc.compiler.engine.spill.RowFile`): they are read a block of rows at a time.
 """
 
 from __future__ import annotations
@@ -24,8 +25,10 @@ Pairs = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
 """Groups equal keys into pairs (`buckets`, or an engine's distributed version of it)."""
 MARGIN = 3.0
 """Estimates within this many standard errors of the threshold are settled by an exact Jaccard."""
-VERIFY_CHUNK = 1 << 15
-"""Candidate pairs compared per numpy call (VERIFY_CHUNK x num_perm bytes of scratch)."""
+VERIFY_CHUNK = 1 << 13
+"""Candidate pairs compared per numpy call (their signature rows, read from disk, and the scratch are held at once)."""
+BLOCK_ROWS = 1 << 16
+"""Records whose band is hashed at a time."""
 
 
 @lru_cache(maxsize=16)
@@ -107,6 +110,14 @@ def band_keys(block: np.ndarray) -> np.ndarray:
     return key
 
 
+def _band(signatures: np.ndarray, candidates: np.ndarray, columns: slice) -> np.ndarray:
+    """The band keys of the candidate rows, a block of rows at a time."""
+    keys = np.empty(len(candidates), dtype=np.uint64)
+    for lo in range(0, len(candidates), BLOCK_ROWS):
+        keys[lo : lo + BLOCK_ROWS] = band_keys(signatures[candidates[lo : lo + BLOCK_ROWS], columns])
+    return keys
+
+
 def near_clusters(
     parent: np.ndarray,
     signatures: np.ndarray,
@@ -124,7 +135,7 @@ def near_clusters(
     (true Jaccard 0.7) does not pass on the luck of an estimate. Pairs already in one cluster (exact copies, or joined
     by an earlier band) are not compared again."""
     for band in range(bands):
-        u, v = (pairs or buckets)(band_keys(signatures[candidates, band * rows : (band + 1) * rows]), candidates)
+        u, v = (pairs or buckets)(_band(signatures, candidates, slice(band * rows, (band + 1) * rows)), candidates)
         open_pairs = parent[u] != parent[v]
         u, v = u[open_pairs], v[open_pairs]
         close = settled(signatures, u, v, threshold, measure)[0] >= threshold

@@ -1,11 +1,11 @@
 """Deduplication, the pass between render and tokenize: exact copies and MinHash near-copies leave the build.
 
 It needs the whole set, so it runs in two phases. Phase one is a plain batch pass, chained after render in the same
-stream (in any engine): each record's compared text gets an exact key, a MinHash signature and its length, kept in
-memory (num_perm x 4 bytes a record) beside the split key. Phase two is global: exact keys and LSH bands give pairs
-(grouped by the engine), a union-find gives clusters, and each
-cluster keeps one record (`keep`), preferring a training record, so that a validation record with a copy in training
-is removed from validation and counted as leakage.
+stream (in any engine): each record's compared text gets an exact key and its length, kept in memory beside the
+split key, and a MinHash signature (num_perm x 4 bytes), written to a file that phase two memory-maps. Phase two is
+global: exact keys and LSH bands give pairs (grouped by the engine), a union-find gives clusters, and each cluster
+keeps one record (`keep`), preferring a training record, so that a validation record with a copy in training is
+removed from validation and counted as leakage.
 
 The split is decided here, before anything is dropped (the validation records are the ones with the smallest split
 keys among the rendered records), and tokenize keeps it: a record moved between splits after dedup could bring a
@@ -23,12 +23,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
-from dsc.compiler.audit import audit_rows, no_audit, relative_file
+from dsc.compiler.audit import audit_rows, relative_file
 from dsc.compiler.batch import BOOKKEEPING, Batch, Pass, field_column, source_ids
 from dsc.compiler.dedup.lsh import Measure, Pairs, band_shape, find, jaccard, near_clusters, settled, union
 from dsc.compiler.dedup.lsh import buckets as equal_key_pairs
 from dsc.compiler.dedup.minhash import HASH_SCHEME, SCHEME, batch_signatures, exact_keys, shingle_sets
 from dsc.compiler.dedup.settings import RENDERED, DedupSpec
+from dsc.compiler.engine.spill import RowFile, Spill, take
 from dsc.compiler.spec import Spec
 from dsc.compiler.split import validation_mask
 
@@ -40,6 +41,8 @@ SIGNATURE = "_dedup_signature"
 EXACT = "_dedup_exact"
 LENGTH = "_dedup_length"
 VALUE = "_dedup_value"
+TEXT = "_dedup_text"
+"""The compared text, kept on disk for the few pairs whose exact Jaccard is measured."""
 VALIDATION = "_validation"
 """True for the records that go to validation; tokenize reads it instead of splitting again."""
 
@@ -61,9 +64,8 @@ class Duplicates:
     measured: np.ndarray
     """True where `similarity` is the exact Jaccard of the shingle sets (exact copies, and pairs whose estimate lay
     near the threshold); False where it is the MinHash estimate, far enough from the threshold to decide."""
-    records: pa.Table = field(default_factory=lambda: pa.table({}))
-    """duplicates.jsonl's lines as columns (`_records`)."""
-    audit: pa.Table = field(default_factory=no_audit)
+    records: Spill | None = None
+    """duplicates.jsonl's lines as columns, on disk (`deduplicate` writes them; `RECORDS` is the schema)."""
     counts: dict[str, Any] = field(default_factory=dict)
     settings: dict[str, Any] = field(default_factory=dict)
 
@@ -105,6 +107,7 @@ def make_signature_pass(spec: Spec) -> Pass:
             out[EXACT] = exact_keys(texts, dedup.normalize)
         if dedup.near is not None:
             out[SIGNATURE] = _binary_rows(batch_signatures(texts, dedup.near, dedup.normalize))
+            out[TEXT] = texts
         if dedup.keep.field is not None:
             out[VALUE] = [None if v is None else float(v) for v in batch[field_column(dedup.keep.field)]]
         return out
@@ -113,23 +116,25 @@ def make_signature_pass(spec: Spec) -> Pass:
 
 
 def signature_schema(spec: Spec) -> pa.Schema:
-    """The columns the signature pass adds (kept in memory for the global step)."""
+    """The columns the signature pass adds (the signature and the text go to disk, the rest stays in memory)."""
     dedup = spec.dedup
     assert dedup is not None
     fields = [pa.field(LENGTH, pa.int64())]
     if dedup.exact:
         fields.append(pa.field(EXACT, pa.int64()))
     if dedup.near is not None:
-        fields.append(pa.field(SIGNATURE, pa.binary()))
+        fields += [pa.field(SIGNATURE, pa.binary()), pa.field(TEXT, pa.string())]
     if dedup.keep.field is not None:
         fields.append(pa.field(VALUE, pa.float64()))
     return pa.schema(fields)
 
 
-def signature_rows(array: pa.Array) -> np.ndarray:
-    """A binary signature array's rows as one flat uint32 array (a view of its buffer, no Python object per record)."""
+def signature_matrix(array: pa.Array, num_perm: int) -> np.ndarray:
+    """A binary signature array as a (records, num_perm) uint32 matrix (a view of its buffer, no Python object per
+    record)."""
     offsets = np.frombuffer(array.buffers()[1], dtype=np.int32)[array.offset : array.offset + len(array) + 1]
-    return np.frombuffer(array.buffers()[2], dtype=np.uint8)[offsets[0] : offsets[-1]].view(np.uint32)
+    flat = np.frombuffer(array.buffers()[2], dtype=np.uint8)[offsets[0] : offsets[-1]] if len(array) else np.zeros(0, np.uint8)
+    return flat.view(np.uint32).reshape(-1, num_perm)
 
 
 def _rank(table: pa.Table, dedup: DedupSpec, validation: np.ndarray) -> np.ndarray:
@@ -154,20 +159,22 @@ def _columns(dedup: DedupSpec) -> list[str]:
     return [name.split("_", 1)[1] if name in RENDERED else field_column(name) for name in dedup.compare]
 
 
-def exact_similarity(table: pa.Table, dedup: DedupSpec, release: Callable[[], None] | None = None) -> Measure:
+Rows = np.ndarray | RowFile
+"""A (records, num_perm) signature matrix: in memory, or on disk (`RowFile`)."""
+Texts = Callable[[np.ndarray], list[str]]
+"""The compared texts of some rows (`TextFile.texts` of the render's compared texts)."""
+
+
+def exact_similarity(texts: Texts, dedup: DedupSpec) -> Measure:
     """Exact Jaccard of the shingle sets of row pairs, from their texts (for the few pairs an estimate cannot settle)."""
     near = dedup.near
     assert near is not None
-    texts = table.select(list(dict.fromkeys(_columns(dedup))))
 
     def measure_some(u: np.ndarray, v: np.ndarray) -> np.ndarray:
         rows = np.unique(np.concatenate((u, v)))
-        sets = shingle_sets(compared_texts(texts.take(rows).to_pydict(), dedup), near, dedup.normalize)
+        sets = shingle_sets(texts(rows), near, dedup.normalize)
         at = {r: i for i, r in enumerate(rows.tolist())}
-        out = np.array([jaccard(sets[at[a]], sets[at[b]]) for a, b in zip(u.tolist(), v.tolist(), strict=True)])
-        if release is not None:
-            release()
-        return out
+        return np.array([jaccard(sets[at[a]], sets[at[b]]) for a, b in zip(u.tolist(), v.tolist(), strict=True)])
 
     def measure(u: np.ndarray, v: np.ndarray) -> np.ndarray:
         # A slice of pairs at a time: the texts and shingle sets of every pair at once would grow with the set.
@@ -177,21 +184,20 @@ def exact_similarity(table: pa.Table, dedup: DedupSpec, release: Callable[[], No
     return measure
 
 
-def clusters(
-    table: pa.Table, dedup: DedupSpec, pairs: Pairs, signatures: np.ndarray | None, release: Callable[[], None] | None = None
-) -> np.ndarray:
+def clusters(table: pa.Table, dedup: DedupSpec, pairs: Pairs, signatures: Rows | None, texts: Texts | None) -> np.ndarray:
     """Phase two: the root of each record's cluster (its smallest member). `pairs` groups equal keys (an engine's
-    `bucket_pairs`); `signatures` is the (records, num_perm) matrix (None without `near`)."""
+    `bucket_pairs`); `signatures` is the (records, num_perm) matrix and `texts` reads compared texts (None without
+    `near`)."""
     n = len(table)
     parent = np.arange(n, dtype=np.int64)
     if dedup.exact:
         union(parent, *pairs(table.column(EXACT).to_numpy(), np.arange(n)))
     if dedup.near is not None:
-        assert signatures is not None
+        assert signatures is not None and texts is not None
         near = dedup.near
         bands, rows = (near.bands, near.rows) if near.bands else band_shape(near.threshold, near.num_perm)
-        texts = np.nonzero(table.column(LENGTH).to_numpy() > 0)[0]
-        near_clusters(parent, signatures, texts, near.threshold, bands, rows, exact_similarity(table, dedup, release), pairs)
+        candidates = np.nonzero(table.column(LENGTH).to_numpy() > 0)[0]
+        near_clusters(parent, signatures, candidates, near.threshold, bands, rows, exact_similarity(texts, dedup), pairs)
     return find(parent)
 
 
@@ -200,12 +206,11 @@ def decide(
     dedup: DedupSpec,
     validation: np.ndarray,
     pairs: Pairs = equal_key_pairs,
-    signatures: np.ndarray | None = None,
-    release: Callable[[], None] | None = None,
+    signatures: Rows | None = None,
+    texts: Texts | None = None,
 ) -> Duplicates:
-    """Which records leave, which record of their cluster stays, how similar they are and why they leave. `release`
-    runs after each slice of texts was read (it hands a memory-mapped table's pages back)."""
-    roots = clusters(table, dedup, pairs, signatures, release)
+    """Which records leave, which record of their cluster stays, how similar they are and why they leave."""
+    roots = clusters(table, dedup, pairs, signatures, texts)
     rank = _rank(table, dedup, validation)
     best = np.full(len(table), len(table), dtype=np.int64)
     np.minimum.at(best, roots, rank)
@@ -225,7 +230,8 @@ def decide(
         assert dedup.near is not None
         # Equal exact keys mean equal normalized texts, hence equal shingle sets: Jaccard 1, nothing to measure.
         near = exact[dropped] != exact[kept] if exact is not None else np.ones(len(dropped), dtype=bool)
-        measure = exact_similarity(table, dedup, release)
+        assert texts is not None
+        measure = exact_similarity(texts, dedup)
         sims[near], measured[near] = settled(signatures, dropped[near], kept[near], dedup.near.threshold, measure)
     return Duplicates(dropped=dropped, kept=kept, similarity=sims, reason=reason, validation=validation, measured=measured)
 
@@ -239,22 +245,46 @@ def _counts(dups: Duplicates) -> dict[str, Any]:
     return out
 
 
+def _bookkeeping(table: pa.Table, rows: np.ndarray, columns: tuple[str, ...] = BOOKKEEPING) -> pa.Table:
+    """Where some rows came from (the render keeps `_file` dictionary-encoded: a build names a handful of files)."""
+    part = take(table.select(list(columns)), rows)
+    return part.set_column(part.column_names.index("_file"), "_file", part.column("_file").cast(pa.string()))
+
+
 def _source_ids(table: pa.Table, rows: np.ndarray) -> pa.Array:
-    return source_ids(table.column("_file").take(rows), table.column("_row").take(rows))
+    both = _bookkeeping(table, rows, ("_file", "_row"))
+    return source_ids(both.column("_file"), both.column("_row"))
 
 
-def _records(table: pa.Table, dups: Duplicates) -> pa.Table:
-    """duplicates.jsonl as columns, one row per dropped record (Arrow, not a Python object per record)."""
-    validation = dups.validation[dups.dropped]
+RECORDS = pa.schema(
+    [
+        ("source_id", pa.string()),
+        ("kept_source_id", pa.string()),
+        ("similarity", pa.float64()),
+        ("measure", pa.string()),
+        ("reason", pa.string()),
+        ("split", pa.string()),
+    ]
+)
+"""duplicates.jsonl's columns, one row per dropped record."""
+SLICE = 65_536
+"""Dropped records whose duplicates lines and audit rows are put together at a time (as Python text; the result goes
+to disk), so neither is ever whole in memory."""
+
+
+def _records(table: pa.Table, dups: Duplicates, lo: int, hi: int) -> pa.Table:
+    """duplicates.jsonl's lines of dropped records lo..hi as columns (Arrow, not a Python object per record)."""
+    validation = dups.validation[dups.dropped[lo:hi]]
     return pa.table(
         {
-            "source_id": _source_ids(table, dups.dropped),
-            "kept_source_id": _source_ids(table, dups.kept),
-            "similarity": pa.array([round(s, 4) for s in dups.similarity.tolist()], pa.float64()),
-            "measure": pa.array(np.where(dups.measured, "exact", "minhash"), pa.string()),
-            "reason": pa.array(dups.reason.astype(str), pa.string()),
+            "source_id": _source_ids(table, dups.dropped[lo:hi]),
+            "kept_source_id": _source_ids(table, dups.kept[lo:hi]),
+            "similarity": pa.array([round(s, 4) for s in dups.similarity[lo:hi].tolist()], pa.float64()),
+            "measure": pa.array(np.where(dups.measured[lo:hi], "exact", "minhash"), pa.string()),
+            "reason": pa.array(dups.reason[lo:hi].astype(str), pa.string()),
             "split": pa.array(np.where(validation, "validation", "train"), pa.string()),
-        }
+        },
+        schema=RECORDS,
     )
 
 
@@ -264,36 +294,23 @@ def _json_values(values: list[Any]) -> list[str]:
     return [encoded[v] for v in values]
 
 
-AUDIT_SLICE = 65_536
-"""Dropped records whose audit details are put together at a time (as Python text; the result is Arrow)."""
-
-
-def _audit(table: pa.Table, dups: Duplicates, folder: Path) -> pa.Table:
-    """The audit rows of the dropped records: the kept record (its file and line too) and the similarity that decided.
+def _audit(table: pa.Table, dups: Duplicates, records: pa.Table, folder: Path, lo: int, hi: int) -> pa.Table:
+    """The audit rows of dropped records lo..hi (`records` holds their duplicates lines): the kept record (its file
+    and line too) and the similarity that decided.
 
     The detail is what `json.dumps` of {kept_source_id, kept_file, kept_line, similarity, measure, split} gives, put
-    together from each column's encoded values instead of one dumps per row, a slice of rows at a time."""
-    details = [_details(table, dups, folder, lo, lo + AUDIT_SLICE) for lo in range(0, len(dups.dropped), AUDIT_SLICE)]
-    reasons = pa.array([REASONS[r] for r in dups.reason.tolist()], pa.string())
-    detail = pa.chunked_array(details, pa.string())
-    return audit_rows(table.select(list(BOOKKEEPING)).take(dups.dropped), "duplicate", reasons, detail)
-
-
-def _details(table: pa.Table, dups: Duplicates, folder: Path, lo: int, hi: int) -> pa.Array:
-    """The audit details of dropped records lo..hi."""
-    kept = dups.kept[lo:hi]
-    kept_files = [relative_file(f, folder) for f in table.column("_file").take(kept).to_pylist()]
-    kept_lines = table.column("_line").take(kept).to_pylist()
-    part = dups.records.slice(lo, hi - lo)
-    columns = [part.column(key).to_pylist() for key in ("kept_source_id", "similarity", "measure", "split")]
+    together from each column's encoded values instead of one dumps per row."""
+    kept = _bookkeeping(table, dups.kept[lo:hi], ("_file", "_line"))
+    kept_files = [relative_file(f, folder) for f in kept.column("_file").to_pylist()]
+    columns = [records.column(key).to_pylist() for key in ("kept_source_id", "similarity", "measure", "split")]
     source_ids, similarities, measures, splits = (_json_values(c) for c in columns)
+    files, lines = _json_values(kept_files), _json_values(kept.column("_line").to_pylist())
     details = [
         f'{{"kept_source_id": {k}, "kept_file": {f}, "kept_line": {line}, "similarity": {s}, "measure": {m}, "split": {p}}}'
-        for k, f, line, s, m, p in zip(
-            source_ids, _json_values(kept_files), _json_values(kept_lines), similarities, measures, splits, strict=True
-        )
+        for k, f, line, s, m, p in zip(source_ids, files, lines, similarities, measures, splits, strict=True)
     ]
-    return pa.array(details, pa.string())
+    reasons = pa.array([REASONS[r] for r in dups.reason[lo:hi].tolist()], pa.string())
+    return audit_rows(_bookkeeping(table, dups.dropped[lo:hi]), "duplicate", reasons, pa.array(details, pa.string()))
 
 
 def settings(dedup: DedupSpec) -> dict[str, Any]:
@@ -322,24 +339,26 @@ def settings(dedup: DedupSpec) -> dict[str, Any]:
 
 def deduplicate(spec: Spec, rendered: Rendered, engine: Engine | None = None) -> Duplicates:
     """The global step over the rendered records (a `dsc.compiler.pipeline.Rendered` whose render computed the
-    signatures): which records stay, the split of every record, and the audit. `engine` groups the keys (its
-    `bucket_pairs`; numpy in this process without one)."""
+    signatures): which records stay, the split of every record, duplicates.jsonl's lines (to disk) and the audit
+    rows (added to the render's trail). `engine` groups the keys (its `bucket_pairs`; numpy in this process without
+    one).
+
+    Memory: it reads only what phase one kept for it. A few numbers per record are in memory (where it came from,
+    keys, lengths, cluster roots); the signatures and compared texts are on disk and read a block of rows at a time."""
     dedup = spec.dedup
     assert dedup is not None and rendered.signatures is not None, "render with signatures=True first"
-    assert dedup.near is None or rendered.signature_file is not None
-    texts = rendered.spill.table()  # memory-mapped: only the rows exact similarity reads are paged in
-    columns = list(dict.fromkeys([*BOOKKEEPING, *_columns(dedup)]))
-    table = texts.select(columns)
-    for name in rendered.signatures.column_names:
-        table = table.append_column(name, rendered.signatures.column(name))
+    table = rendered.signatures
     validation = validation_mask(rendered.keys, spec.split)
-    signatures = None
-    if dedup.near is not None:  # read back from the file render wrote them to: one allocation, no second copy
-        signatures = np.fromfile(rendered.signature_file, dtype=np.uint32).reshape(len(table), dedup.near.num_perm)
+    texts = rendered.compared.texts if rendered.compared is not None else None
     pairs = engine.bucket_pairs if engine is not None else equal_key_pairs
-    dups = decide(table, dedup, validation, pairs, signatures, rendered.spill.release_pages)
+    dups = decide(table, dedup, validation, pairs, rendered.signature_rows, texts)
     dups.counts = _counts(dups)
     dups.settings = settings(dedup)
-    dups.records = _records(table, dups)
-    dups.audit = _audit(table, dups, spec.path.parent)
+    dups.records = rendered.workspace.spill("duplicates", RECORDS)
+    for lo in range(0, len(dups.dropped), SLICE):
+        hi = min(lo + SLICE, len(dups.dropped))
+        records = _records(table, dups, lo, hi)
+        dups.records.write(records)
+        rendered.audit.add(_audit(table, dups, records, spec.path.parent, lo, hi))
+    dups.records.close()
     return dups
