@@ -72,18 +72,44 @@ if __name__ == "__main__":
 """
 
 
-def run(cmd: list[str]) -> tuple[float, float, float, str]:
-    """Wall seconds, CPU seconds, peak RSS (MiB) and stdout of a child process (its own rusage, from os.wait4)."""
+PEAK = """
+import atexit, resource, runpy, sys
+
+def peak():
+    hwm = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM"))
+    workers = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    sys.stderr.write(f"\\n__peak_kib__ {max(hwm, workers)}\\n")
+
+atexit.register(peak)
+how, target, *rest = sys.argv[1:]
+sys.argv = ["-c" if how == "-c" else target, *rest]
+if how == "-m":
+    runpy.run_module(target, run_name="__main__", alter_sys=True)
+elif how == "-c":
+    exec(compile(target, "<string>", "exec"), {"__name__": "__main__"})
+else:
+    runpy.run_path(target, run_name="__main__")
+"""
+"""Runs a Python program (`-m module`, `-c code` or a script path, then its arguments) and prints its peak RSS at exit:
+the most of its own (VmHWM) and its largest worker's. Measured inside the child, because a child's rusage after exec
+also counts the memory of the process that started it (the kernel keeps the old address space's peak across exec)."""
+
+
+def run(how: str, target: str, *args: str) -> tuple[float, float, float, str]:
+    """Wall seconds, CPU seconds, peak RSS (MiB) and stdout of a Python child process (`PEAK` runs it)."""
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         start = time.perf_counter()
+        cmd = [sys.executable, "-c", PEAK, how, target, *args]
         proc = subprocess.Popen(cmd, stdout=out, stderr=err, env={**os.environ, "PYTHONPATH": str(REPO)})
         _, status, usage = os.wait4(proc.pid, 0)
         wall = time.perf_counter() - start
         out.seek(0)
         err.seek(0)
+        errors = err.read()
         if os.waitstatus_to_exitcode(status):
-            sys.exit(f"{cmd[:4]} failed:\n{err.read()[-2000:]}")
-        return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, out.read()
+            sys.exit(f"{how} {target[:40]} {args[:3]} failed:\n{errors[-2000:]}")
+        peak = int(errors.rsplit("__peak_kib__ ", 1)[1].split()[0])
+        return wall, usage.ru_utime + usage.ru_stime, peak / 1024, out.read()
 
 
 def make_set(folder: Path, records: int) -> Path:
@@ -112,15 +138,13 @@ def memory_scaling(records: int, factor: int, num_proc: int | None) -> None:
     for n in (records, records * factor):
         with tempfile.TemporaryDirectory() as tmp:
             spec = make_set(Path(tmp), n)
-            cmd = [sys.executable, "-m", "dsc", "build", str(spec), "-q", "-o", str(Path(tmp) / "out")]
-            if num_proc:
-                cmd += ["--num-proc", str(num_proc)]
-            wall, cpu, rss, _ = run(cmd)
+            args = ["build", str(spec), "-q", "-o", str(Path(tmp) / "out"), *(["--num-proc", str(num_proc)] if num_proc else [])]
+            wall, cpu, rss, _ = run("-m", "dsc", *args)
             rows.append((n, wall, cpu, rss))
     print(f"{'records':>10} {'wall s':>8} {'CPU s':>8} {'peak RSS MiB':>13} {'x RSS':>6}")
     for n, wall, cpu, rss in rows:
         print(f"{n:10} {wall:8.1f} {cpu:8.1f} {rss:13.0f} {rss / rows[0][3]:6.2f}")
-    print("dsc+dedup: alpaca.yaml as shipped; peak RSS: the largest of the build process and its forked workers (wait4)")
+    print("dsc+dedup: alpaca.yaml as shipped; peak RSS: the most of the build process (VmHWM) and of its largest worker")
 
 
 def main() -> None:
@@ -151,16 +175,15 @@ def main() -> None:
         tokenizer = str(qwen3_path() / "tokenizer.json")
         (folder / "tight_floor.py").write_text(TIGHT_FLOOR, encoding="utf-8")
         template = str(REPO / "templates/alpaca_prompt.j2")
-        tight = [sys.executable, str(folder / "tight_floor.py"), tokenizer, template, str(folder / "alpaca_52k.json")]
+        tight = (str(folder / "tight_floor.py"), tokenizer, template, str(folder / "alpaca_52k.json"))
         rows = []
-        for label, cmd in (("tight floor", tight), ("encode only", [sys.executable, "-c", FLOOR, tokenizer, str(folder / "texts.json")])):
-            wall, cpu, rss, out = run(cmd)
+        for label, cmd in (("tight floor", ("", *tight)), ("encode only", ("-c", FLOOR, tokenizer, str(folder / "texts.json")))):
+            wall, cpu, rss, out = run(*cmd)
             rows.append((label, wall, cpu, rss, int(out.strip())))
         for label, spec_file in (("dsc", spec.with_name("alpaca52k-nodedup.yaml")), ("dsc+dedup", spec)):
-            cmd = [sys.executable, "-m", "dsc", "build", str(spec_file), "-q", "-o", str(folder / label)]
-            if args.num_proc:
-                cmd += ["--num-proc", str(args.num_proc)]
-            wall, cpu, rss, _ = run(cmd)
+            procs = ["--num-proc", str(args.num_proc)] if args.num_proc else []
+            build = ["build", str(spec_file), "-q", "-o", str(folder / label), *procs]
+            wall, cpu, rss, _ = run("-m", "dsc", *build)
             manifest = json.loads((folder / label / "manifest.json").read_text())
             rows.append((label, wall, cpu, rss, manifest["tokens"]["total"]["tokens"]))
 

@@ -2,8 +2,8 @@
 
 Writes bench/build_bench.py's Alpaca-style set as a JSON-lines file of any size, builds it with formats/alpaca.yaml as
 shipped (exact + MinHash dedup, Qwen3 tokenizer) as a fresh process and prints wall time, the peak RSS of the build
-process and of its largest worker (from the kernel: VmHWM, and wait4 for the workers), the spill folder's largest
-size and the package's size on disk, and the build's counts. The set is almost all near-copies, so what it loads is
+process or its largest worker (as build_bench.py measures it), the spill folder's largest size and the package's
+size on disk, and the build's counts. The set is almost all near-copies, so what it loads is
 reading, rendering, dedup's global step and the audit (a line per dropped record), not the tokenizer.
 
     python bench/scale_bench.py --records 5000000 [--spill DIR] [--num-proc N]
@@ -15,7 +15,6 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import threading
@@ -25,20 +24,8 @@ from pathlib import Path
 import yaml
 
 REPO = Path(__file__).resolve().parent.parent
-
-MEASURE = """
-import resource, sys
-from dsc.cli import main
-try:
-    main(sys.argv[1:])
-except SystemExit as stop:
-    code = stop.code
-else:
-    code = 0
-hwm = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM"))
-print(f"peak: build process {hwm / 1024:.0f} MiB, largest worker {resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024:.0f} MiB")
-sys.exit(code)
-"""
+sys.path.insert(0, str(REPO / "bench"))
+from build_bench import run  # noqa: E402
 
 
 def make_records(path: Path, records: int) -> None:
@@ -78,9 +65,8 @@ def main() -> None:
         (folder / "scale.yaml").write_text(yaml.safe_dump(spec, allow_unicode=True), encoding="utf-8")
         spill = args.spill or folder / "spill"
         spill.mkdir(parents=True, exist_ok=True)
-        cmd = [sys.executable, "-c", MEASURE, "build", str(folder / "scale.yaml"), "-q", "-o", str(folder / "out")]
-        if args.num_proc:
-            cmd += ["--num-proc", str(args.num_proc)]
+        build = ["build", str(folder / "scale.yaml"), "-q", "-o", str(folder / "out")]
+        build += ["--num-proc", str(args.num_proc)] if args.num_proc else []
         most = [0]
         stop = threading.Event()
 
@@ -90,16 +76,13 @@ def main() -> None:
 
         watcher = threading.Thread(target=watch, daemon=True)
         watcher.start()
-        start = time.perf_counter()
-        env = {**os.environ, "PYTHONPATH": str(REPO), "DSC_SPILL_DIR": str(spill)}
-        done = subprocess.run(cmd, env=env, capture_output=True, text=True)
-        wall = time.perf_counter() - start
+        os.environ["DSC_SPILL_DIR"] = str(spill)
+        wall, cpu, rss, out = run("-m", "dsc", *build)
         stop.set()
         watcher.join()
-        if done.returncode:
-            sys.exit(f"build failed:\n{done.stderr[-3000:]}")
-        print(done.stdout.strip())
-        print(f"wall {wall:.0f} s; spill folder at most {most[0] / 2**30:.2f} GiB; package {folder_size(folder / 'out') / 2**30:.2f} GiB")
+        print(out.strip())
+        print(f"wall {wall:.0f} s, CPU {cpu:.0f} s; peak RSS {rss:.0f} MiB (the build process or its largest worker)")
+        print(f"spill folder at most {most[0] / 2**30:.2f} GiB; package {folder_size(folder / 'out') / 2**30:.2f} GiB")
         shutil.rmtree(folder / "out")
 
 

@@ -75,3 +75,29 @@ def test_chunk_size_and_workers_do_not_change_the_package(tmp_path: Path, monkey
     assert json.loads(first["manifest.json"])["counts"]["dropped"], "the set exercises dedup drops"
     for name, data in first.items():
         assert other[name] == data, name
+
+
+def test_spilled_rows_and_texts_read_back_by_row_in_any_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What dedup's global step reads from disk (signature rows, compared texts) and takes from chunked tables comes
+    back exactly, in the order asked, with repeats, across block and chunk edges, near and far apart."""
+    import numpy as np
+    import pyarrow as pa
+    from dsc.compiler.engine import spill
+
+    monkeypatch.setattr(spill, "GAP", 16)  # runs of nearby rows and far ones both happen on this small file
+    rng = np.random.default_rng(0)
+    matrix = rng.integers(0, 2**32, size=(1000, 8), dtype=np.uint64).astype(np.uint32)
+    rows = spill.RowFile(tmp_path / "rows.u32", np.uint32, 8)
+    for lo in range(0, 1000, 300):
+        rows.append(matrix[lo : lo + 300])
+    texts = ["", "caf\u00e9", "\u4e2d\u6587 text", *(f"record {i} " * (i % 7) for i in range(997))]
+    column = spill.TextFile(tmp_path / "texts.txt")
+    for lo in range(0, 1000, 333):
+        column.append(pa.array(["not this", *texts[lo : lo + 333]]).slice(1))  # an array that starts at an offset
+    table = pa.Table.from_batches([pa.record_batch({"t": texts[lo : lo + 128]}) for lo in range(0, 1000, 128)])
+    for ask in (np.array([999, 0, 5, 5, 500, 1, 998]), rng.integers(0, 1000, 400), np.arange(1000), np.zeros(0, np.int64)):
+        assert np.array_equal(rows[ask], matrix[ask])
+        assert np.array_equal(rows[ask, 2:5], matrix[ask, 2:5])
+        assert column.texts(ask) == [texts[i] for i in ask]
+        assert spill.take(table, ask).column("t").to_pylist() == [texts[i] for i in ask]
+    assert rows.shape == (1000, 8) and column.rows == 1000
