@@ -73,6 +73,38 @@ def packages(tmp_path_factory: pytest.TempPathFactory):
     return get
 
 
+TINY_SPECIALS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>")
+"""The tiny tokenizer's special tokens: Qwen3's names, so a package built with it ends turns with `<|im_end|>`."""
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real byte-level BPE tokenizer of 1,024 tokens trained here on the shipped sample data (every text encodes and
+    decodes back exactly), saved as a folder that `tokenizer:` / `--tokenizer` and `AutoTokenizer` load: EOS
+    `<|im_end|>`, pad `<|endoftext|>`. For tests about the launcher or a trainer, not about Qwen3: a model sized to it
+    has a 1k-row embedding and output layer instead of Qwen3's 151k, which is most of a CPU training step."""
+    import json
+
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    corpus: list[str] = []
+    for name in ("alpaca_en_demo.json", "gorilla_torchhub_train.jsonl"):
+        text = (DATA / name).read_text(encoding="utf-8")
+        records = json.loads(text) if name.endswith(".json") else [json.loads(line) for line in text.splitlines() if line]
+        corpus += [" ".join(str(v) for v in r.values()) for r in records[:400]]
+    backend = Tokenizer(models.BPE())
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    backend.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=1024, special_tokens=list(TINY_SPECIALS), initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False
+    )
+    backend.train_from_iterator(corpus, trainer)
+    folder = tmp_path_factory.mktemp("tiny-tokenizer")
+    PreTrainedTokenizerFast(tokenizer_object=backend, eos_token="<|im_end|>", pad_token="<|endoftext|>").save_pretrained(folder)
+    return folder
+
+
 def tiny_llama_config(tokenizer, **overrides):
     """A 2-layer, 16-wide random Llama config with the tokenizer's vocabulary: every training test's model."""
     from transformers import LlamaConfig

@@ -66,7 +66,8 @@ def test_launcher_trains_on_conversations_on_cpu(package: Path, tmp_path: Path) 
     tokenizer.save_pretrained(model_dir)
     out = tmp_path / "out"
     args = ["--method", "lora", "--model", str(model_dir), "--output_dir", str(out), "--max_steps", "2"]
-    args += ["--per_device_train_batch_size", "2", "--global_batch_size", "2", "--logging_steps", "1", "--eval_strategy", "no"]
+    # One conversation a step: the launcher trains a Qwen3-tokenized package (151k-row output layer) end to end here.
+    args += ["--per_device_train_batch_size", "1", "--global_batch_size", "1", "--logging_steps", "1", "--eval_strategy", "no"]
     # The package's own train.py in this process (what `launch.sh --gpus 0` execs; test_launcher.py runs launch.sh
     # itself end to end): a Python start-up and the torch/transformers/peft imports fewer.
     spec = importlib.util.spec_from_file_location("chat_package_train", package / "train.py")

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import DATA, FORMATS, REPO, run_dsc
+from conftest import DATA, FORMATS, REPO, dsc_cli, run_dsc
 from dsc.compiler.errors import SpecError
 from dsc.compiler.generate.journal import journal_path
 from dsc.compiler.generate.run import GenerateStopped, generate, prompt_for
@@ -127,7 +127,7 @@ def test_unscripted_chat_run_meets_every_rule_and_builds_with_alpaca_yaml(tmp_pa
     data["sources"] = [{"path": str(spec.output)}]
     build_spec = tmp_path / "alpaca-generated.yaml"
     build_spec.write_text(json.dumps(data), encoding="utf-8")
-    built = run_dsc("build", str(build_spec), "-o", str(tmp_path / "pkg"), "--quiet")
+    built = dsc_cli("build", str(build_spec), "-o", str(tmp_path / "pkg"), "--quiet")  # the CLI, in this process
     assert built.returncode == 0, built.stderr
     assert "120 read, 0 invalid" in built.stdout
     manifest = json.loads((tmp_path / "pkg" / "manifest.json").read_text(encoding="utf-8"))

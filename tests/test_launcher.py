@@ -1,7 +1,10 @@
 """The launcher in every package: its files, launch.sh's plans (devices, processes, batch), and real CPU runs.
 
-The runs use one package built from alpaca.yaml (6 training and 2 validation records, 64 tokens at most) and a tiny
-random Llama saved with the Qwen3 tokenizer the package was built with. LoRA and full fine-tuning run through
+The launcher's files and plans are checked on a package built from alpaca.yaml with Qwen3's tokenizer (the default
+model, the refusal of a model with another tokenizer). The runs use one package built from alpaca.yaml (6 training and
+2 validation records, 160 tokens at most) with the session's tiny byte-level BPE tokenizer (conftest's tiny_tokenizer)
+and a tiny random Llama saved with that tokenizer: real training steps whose output layer is 1k rows, not Qwen3's 151k
+(test_chat_train.py and the README's TRL example train on Qwen3 packages). LoRA and full fine-tuning run through
 launch.sh as a user would (LoRA killed after its first checkpoint and started again, full with --packing); the prefix
 and prompt methods run the package's train.py in this process, which saves a Python start-up and its imports each.
 Every run must lower the loss of its records, evaluate on the validation split, save what it trained, and that save
@@ -25,7 +28,7 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import FORMATS, REPO, run_dsc, tiny_llama_config
+from conftest import FORMATS, REPO, dsc_cli, tiny_llama_config
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("peft")
@@ -36,13 +39,12 @@ ENV = {"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "PYTHON": sys.e
 
 
 @pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A 2-layer, 16-wide random Llama with the Qwen3 vocabulary, saved with the Qwen3 tokenizer files."""
-    from dsc.compiler.tokenizer import qwen3_path
+def tiny_model(tmp_path_factory: pytest.TempPathFactory, tiny_tokenizer: Path) -> Path:
+    """A 2-layer, 16-wide random Llama with the tiny tokenizer's 1k vocabulary, saved with that tokenizer's files."""
     from transformers import AutoTokenizer, LlamaForCausalLM
 
     folder = tmp_path_factory.mktemp("tiny-llama")
-    tokenizer = AutoTokenizer.from_pretrained(str(qwen3_path()))
+    tokenizer = AutoTokenizer.from_pretrained(str(tiny_tokenizer))
     config = tiny_llama_config(
         tokenizer,
         intermediate_size=64,
@@ -60,7 +62,7 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def package(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """alpaca.yaml built small: 6 training and 2 validation records of at most 64 tokens, default launcher (LoRA)."""
+    """alpaca.yaml built small with Qwen3's tokenizer: 8 records of at most 64 tokens, default launcher (LoRA)."""
     import dsc
 
     out = tmp_path_factory.mktemp("pkg") / "alpaca"
@@ -68,12 +70,34 @@ def package(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def train_py(package: Path) -> ModuleType:
-    """The package's own train.py, imported (it reads training.json and manifest.json beside it)."""
-    spec = importlib.util.spec_from_file_location("package_train", package / "train.py")
+def tiny_package(tmp_path_factory: pytest.TempPathFactory, tiny_tokenizer: Path) -> Path:
+    """alpaca.yaml built small with the tiny tokenizer: 6 training and 2 validation records of at most 160 tokens."""
+    import dsc
+
+    out = tmp_path_factory.mktemp("tiny-pkg") / "alpaca"
+    settings = {"lengths": {"max_length": 160}, "split": {"validation": 2}, "tokenizer": str(tiny_tokenizer)}
+    package = dsc.build(FORMATS / "alpaca.yaml", output=out, limit=8, **settings)
+    assert package.manifest["counts"]["kept"] == {"train": 6, "validation": 2}, package.manifest["counts"]
+    return package.path
+
+
+def _import_train_py(package: Path, name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(name, package / "train.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.fixture(scope="module")
+def train_py(tiny_package: Path) -> ModuleType:
+    """The trained package's own train.py, imported (it reads training.json and manifest.json beside it)."""
+    return _import_train_py(tiny_package, "package_train")
+
+
+@pytest.fixture(scope="module")
+def qwen3_train_py(package: Path) -> ModuleType:
+    """The Qwen3 package's own train.py, imported."""
+    return _import_train_py(package, "qwen3_package_train")
 
 
 def launch(pkg: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -222,7 +246,7 @@ def test_launcher_rejects_bad_settings_before_loading(package: Path, tiny_model:
         assert result.returncode == 2 and "pip install deepspeed" in result.stderr
 
 
-def test_model_with_another_tokenizer_is_refused(train_py: ModuleType, tiny_model: Path, tmp_path: Path) -> None:
+def test_model_with_another_tokenizer_is_refused(qwen3_train_py: ModuleType, tmp_path: Path) -> None:
     """A model whose tokenizer gives the package's EOS another id would train on garbage: train.py says so."""
     from tokenizers import Tokenizer, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
@@ -232,9 +256,9 @@ def test_model_with_another_tokenizer_is_refused(train_py: ModuleType, tiny_mode
     backend.train_from_iterator(["a tiny corpus of words"], trainers.BpeTrainer(special_tokens=["<unk>", "<|im_end|>"]))
     other = tmp_path / "other"
     PreTrainedTokenizerFast(tokenizer_object=backend, eos_token="<|im_end|>").save_pretrained(other)
-    settings, _ = train_py.resolve(["--model", str(other)])
+    settings, _ = qwen3_train_py.resolve(["--model", str(other)])
     with pytest.raises(SystemExit) as refused:
-        train_py.load_tokenizer(settings)
+        qwen3_train_py.load_tokenizer(settings)
     assert "the package was tokenized with 'qwen3'" in str(refused.value) and "rebuild the package" in str(refused.value)
 
 
@@ -292,7 +316,7 @@ def check_run(train_py: ModuleType, out: Path, tiny_model: Path, method: str, st
 
 
 @pytest.fixture(scope="module")
-def resumed_lora(package: Path, tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+def resumed_lora(tiny_package: Path, tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     """LoRA through launch.sh --gpus 1 on a host that shows 4 GPUs, killed once its first checkpoint is on disk and
     started again with the same command: it must go on from that checkpoint."""
     out = tmp_path_factory.mktemp("lora") / "out"
@@ -302,7 +326,7 @@ def resumed_lora(package: Path, tiny_model: Path, tmp_path_factory: pytest.TempP
     log = out.parent / "killed.log"
     with log.open("w") as sink:
         first = subprocess.Popen(
-            ["bash", str(package / "launch.sh"), *args], cwd=package, env=env, stdout=sink, stderr=sink, start_new_session=True
+            ["bash", str(tiny_package / "launch.sh"), *args], cwd=tiny_package, env=env, stdout=sink, stderr=sink, start_new_session=True
         )
         deadline = time.monotonic() + 300
         while not (out / "checkpoint-2" / "trainer_state.json").is_file():
@@ -312,7 +336,9 @@ def resumed_lora(package: Path, tiny_model: Path, tmp_path_factory: pytest.TempP
         os.killpg(first.pid, signal.SIGKILL)
         assert first.wait() == -signal.SIGKILL  # killed mid-run, not finished
     assert not (out / "train_summary.json").exists()
-    again = subprocess.run(["bash", str(package / "launch.sh"), *args], cwd=package, env=env, capture_output=True, text=True, timeout=600)
+    again = subprocess.run(
+        ["bash", str(tiny_package / "launch.sh"), *args], cwd=tiny_package, env=env, capture_output=True, text=True, timeout=600
+    )
     assert again.returncode == 0, again.stderr[-3000:]
     return out, again.stderr
 
@@ -328,11 +354,11 @@ def test_lora_resumes_after_a_kill_and_trains_on_one_pinned_device(
     assert summary["devices"] == "0" and summary["processes"] == 1  # --gpus 1 pinned the first of 4
 
 
-def test_full_fine_tuning_with_packing(package: Path, train_py: ModuleType, tiny_model: Path, tmp_path: Path) -> None:
+def test_full_fine_tuning_with_packing(tiny_package: Path, train_py: ModuleType, tiny_model: Path, tmp_path: Path) -> None:
     out = tmp_path / "full"
     args = ["--gpus", "0", "--method", "full", "--model", str(tiny_model), "--output_dir", str(out)]
     args += ["--max_steps", "5", *SHORT, "--per_device_train_batch_size", "3", "--global_batch_size", "3"]
-    result = launch(package, *args, "--save_steps", "100", "--learning_rate", "1e-3", "--packing")
+    result = launch(tiny_package, *args, "--save_steps", "100", "--learning_rate", "1e-3", "--packing")
     assert result.returncode == 0, result.stderr[-3000:]
     # 3 records a step, 2 steps an epoch: evaluated at the end of each epoch and where max_steps stopped the third.
     summary = check_run(train_py, out, tiny_model, "full", steps=5, evaluated=[2, 4, 5])
@@ -342,9 +368,9 @@ def test_full_fine_tuning_with_packing(package: Path, train_py: ModuleType, tiny
 
 
 IN_PROCESS = {
-    # method: overrides for a tiny random model (recipes' rates are for real models; ptuning and prompt keep theirs)
+    # method: overrides for a tiny random model (recipes' rates are for real models; prompt keeps its)
     "prefix": ["--learning_rate", "1e-1", "--num_virtual_tokens", "8", "--encoder_hidden_size", "32"],
-    "ptuning": ["--learning_rate", "1e-1", "--num_virtual_tokens", "16"],
+    "ptuning": ["--learning_rate", "3e-1", "--num_virtual_tokens", "16"],
     "prompt": ["--num_virtual_tokens", "8"],
 }
 
@@ -383,7 +409,7 @@ def test_cli_build_writes_the_spec_s_training_plan(tmp_path: Path) -> None:
     spec = tmp_path / "adgen-ptuning.yaml"
     text = (FORMATS / "adgen.yaml").read_text().replace("path: data/", f"path: {FORMATS}/data/")
     spec.write_text(text + "training:\n  method: ptuning\n  model: THUDM/chatglm-6b\n  trust_remote_code: true\n")
-    result = run_dsc("build", str(spec), "--limit", "4", "-o", str(tmp_path / "pkg"))
+    result = dsc_cli("build", str(spec), "--limit", "4", "-o", str(tmp_path / "pkg"))
     assert result.returncode == 0, result.stderr
     config = json.loads((tmp_path / "pkg" / "training.json").read_text())
     assert (config["method"], config["model"], config["overrides"]) == (
@@ -394,13 +420,14 @@ def test_cli_build_writes_the_spec_s_training_plan(tmp_path: Path) -> None:
     assert "ChatGLM-6B P-Tuning v2" in (tmp_path / "pkg" / "README.md").read_text()
 
 
-def test_train_py_reads_the_package_and_pads_exactly_like_dsc_collator(package: Path, train_py: ModuleType) -> None:
+def test_train_py_reads_the_package_and_pads_exactly_like_dsc_collator(tiny_package: Path, train_py: ModuleType) -> None:
     """train.py must stay free of dsc and datasets, so it reads the Parquet itself and carries its own collator: both
     have to agree with `datasets.load_dataset` and `dsc.collator`."""
     import datasets
 
     import dsc
 
+    package = tiny_package
     theirs_rows = [{k: r[k] for k in ("input_ids", "labels")} for r in datasets.load_dataset(str(package))["train"]]
     rows = _rows(train_py, "train")
     assert rows == theirs_rows
