@@ -7,6 +7,7 @@ or more located lines on stderr, never a traceback.
 from __future__ import annotations
 
 import argparse
+import gc
 import itertools
 import os
 import shutil
@@ -482,6 +483,11 @@ def main(argv: list[str] | None = None) -> int:
     except (RecursionError, MemoryError) as exc:  # the last resort: each pass reports these per record
         print(f"dsc {args.command}: input too large or nested too deeply ({type(exc).__name__}); nothing was written", file=sys.stderr)
         return 1
+    finally:
+        # Arrow readers a command left to the garbage collector may still own native threads; freed at interpreter
+        # teardown, after Arrow's own state, they abort the process ("terminate called without an active exception",
+        # exit 134, seen on a loaded machine after `dsc diff` had printed everything). Free them now.
+        gc.collect()
 
 
 if __name__ == "__main__":
