@@ -75,15 +75,35 @@ def read_spans(fd: int, starts: np.ndarray, stops: np.ndarray) -> tuple[np.ndarr
     return buf, out
 
 
-class RowFile:
+class _WrittenThenRead:
+    """A file written front to back, then read by position (`read_spans`): the first read ends the writing."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._sink: Any = path.open("wb")
+        self._fd: int | None = None
+
+    def _reader(self) -> int:
+        if self._sink is not None:
+            self._sink.close()
+            self._sink = None
+        if self._fd is None:
+            self._fd = os.open(self.path, os.O_RDONLY)
+        return self._fd
+
+    def __del__(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+
+
+class RowFile(_WrittenThenRead):
     """A matrix on disk, written a block of rows at a time and read back by row index (`rows[i]`, `rows[i, cols]`,
     like a numpy array), with plain reads: a reader holds the rows it asked for, never the file."""
 
     def __init__(self, path: Path, dtype: type, width: int) -> None:
-        self.path, self.dtype, self.width = path, np.dtype(dtype), width
+        super().__init__(path)
+        self.dtype, self.width = np.dtype(dtype), width
         self._row_bytes = self.dtype.itemsize * width
-        self._sink: Any = path.open("wb")
-        self._fd: int | None = None
         self.rows = 0
 
     def append(self, block: np.ndarray) -> None:
@@ -103,31 +123,17 @@ class RowFile:
         matrix = buf.view(self.dtype).reshape(-1, self.width)
         return matrix[at // self._row_bytes][:, columns]
 
-    def _reader(self) -> int:
-        if self._sink is not None:
-            self._sink.close()
-            self._sink = None
-        if self._fd is None:
-            self._fd = os.open(self.path, os.O_RDONLY)
-        return self._fd
 
-    def __del__(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-
-
-class TextFile:
+class TextFile(_WrittenThenRead):
     """Texts on disk, written a column at a time and read back by row index; where each text starts is kept in
     memory (8 bytes a row)."""
 
     def __init__(self, path: Path) -> None:
-        self.path = path
-        self._sink: Any = path.open("wb")
+        super().__init__(path)
         self._ends: list[np.ndarray] = []
         self._size = 0
         self.rows = 0
         self._starts: np.ndarray | None = None
-        self._fd: int | None = None
 
     def append(self, texts: pa.Array) -> None:
         """A string array's texts (a null is empty), straight from its buffers."""
@@ -144,40 +150,13 @@ class TextFile:
     def texts(self, rows: np.ndarray) -> list[str]:
         """The texts of `rows`, in that order."""
         if self._starts is None:
-            self._sink.close()
-            self._sink = None
             self._starts = np.concatenate(([0], *self._ends)).astype(np.int64)
             self._ends = []
-            self._fd = os.open(self.path, os.O_RDONLY)
-        assert self._fd is not None
         rows = np.asarray(rows, dtype=np.int64)
         starts, stops = self._starts[rows], self._starts[rows + 1]
-        buf, at = read_spans(self._fd, starts, stops)
+        buf, at = read_spans(self._reader(), starts, stops)
         data = buf.tobytes()
         return [data[a : a + n].decode("utf-8") for a, n in zip(at.tolist(), (stops - starts).tolist(), strict=True)]
-
-    def __del__(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-
-
-class Mapped:
-    """A file memory-mapped read-only, for readers that walk it in order. Pages a reader touches count in this
-    process's memory until `release`, which hands them back to the page cache (they are read again if touched
-    again): a reader that walks a large file a slice at a time, releasing after each, holds a slice, not the file."""
-
-    def __init__(self, path: Path) -> None:
-        with path.open("rb") as fh:
-            size = os.fstat(fh.fileno()).st_size
-            self._map = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) if size else None
-
-    def buffer(self) -> pa.Buffer:
-        """The file's bytes, zero copy."""
-        return pa.py_buffer(self._map if self._map is not None else b"")
-
-    def release(self) -> None:
-        if self._map is not None and hasattr(mmap, "MADV_DONTNEED"):
-            self._map.madvise(mmap.MADV_DONTNEED)
 
 
 def take(table: pa.Table, rows: np.ndarray) -> pa.Table:
@@ -206,7 +185,7 @@ class Spill:
     def __init__(self, path: Path, schema: pa.Schema, workspace: Workspace) -> None:
         self.path = path
         self._workspace = workspace  # the folder lives as long as any spill in it
-        self._map: Mapped | None = None
+        self._map: mmap.mmap | None = None
         self.schema = schema
         self.rows = 0
         self._sink = pa.OSFile(str(path), "wb")
@@ -247,10 +226,13 @@ class Spill:
         """The whole spill as a memory-mapped Arrow table (zero copy). Pages its readers touch stay in this process
         until `release_pages`."""
         self.close()
-        self._map = self._map or Mapped(self.path)
-        return pa.ipc.open_stream(pa.BufferReader(self._map.buffer())).read_all()
+        if self._map is None:
+            with self.path.open("rb") as fh:
+                self._map = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+        return pa.ipc.open_stream(pa.BufferReader(pa.py_buffer(self._map))).read_all()
 
     def release_pages(self) -> None:
-        """Hand the pages read through `table` back (`Mapped.release`)."""
-        if self._map is not None:
-            self._map.release()
+        """Hand the pages read through `table` back to the page cache (they are read again if touched again), so a
+        reader that walks the table a slice at a time holds a slice, not the file."""
+        if self._map is not None and hasattr(mmap, "MADV_DONTNEED"):
+            self._map.madvise(mmap.MADV_DONTNEED)
