@@ -39,7 +39,7 @@ def main() -> None:
             view = read_view(package)
             report = make_report(view)
             inside, inside_cpu = time.perf_counter() - start, time.process_time() - cpu
-            kept = sum(len(t) for t in view.splits.values())
+            kept = sum(split.rows for split in view.splits.values())
             rows.append((label, kept, build_wall, build_cpu, report_wall, report_cpu, inside, inside_cpu, report_rss, len(report.html)))
     print(f"records: {args.records} ({REPO.name}); report = read the package, measure, draw {len(report.charts)} charts, write")
     print(f"{'':10} {'kept':>6} {'build s':>8} {'CPU s':>6} {'report s':>9} {'CPU s':>6} {'in-proc s':>11} {'CPU s':>6} "

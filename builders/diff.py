@@ -56,7 +56,7 @@ def content_hashes(table: pa.Table) -> np.ndarray:
 
 
 def _records(view: PackageView) -> pa.Table:
-    """source_id, split, content hash and token count of every record of a package."""
+    """source_id, split, content hash and token count of every record of a package (its splits read a slice at a time)."""
     parts = [
         pa.table({
             "source_id": table.column("source_id"),
@@ -64,10 +64,11 @@ def _records(view: PackageView) -> pa.Table:
             "hash": content_hashes(table),
             "tokens": pc.list_value_length(table.column("input_ids")),
         })
-        for split, table in view.splits.items()
+        for split, data in view.splits.items()
+        for table in data.slices(COLUMNS)
     ]
     empty = pa.schema([("source_id", pa.string()), ("split", pa.string()), ("hash", pa.uint64()), ("tokens", pa.int32())])
-    return pa.concat_tables(parts) if parts else empty.empty_table()
+    return pa.concat_tables([empty.empty_table(), *parts])
 
 
 def _ordered(ids: pa.Array | pa.ChunkedArray) -> list[str]:
@@ -122,7 +123,7 @@ class PackageDiff:
 
 def diff_packages(old: str | Path, new: str | Path) -> PackageDiff:
     """Compare two package folders (each checked against its manifest first)."""
-    old_view, new_view = read_view(old, COLUMNS), read_view(new, COLUMNS)
+    old_view, new_view = read_view(old), read_view(new)
     a, b = _records(old_view), _records(new_view)
     joined = a.join(b, "source_id", join_type="full outer", left_suffix="_old", right_suffix="_new", coalesce_keys=True)
     old_missing = pc.is_null(joined.column("hash_old"))
@@ -136,8 +137,7 @@ def diff_packages(old: str | Path, new: str | Path) -> PackageDiff:
                    key=lambda m: moved_order[m[0]])
     splits = list(dict.fromkeys([*old_view.splits, *new_view.splits]))
     lengths = {
-        s: tuple(pc.list_value_length(v.splits[s].column("input_ids")).to_numpy(zero_copy_only=False) if s in v.splits else np.zeros(0, int)
-                 for v in (old_view, new_view))
+        s: tuple(r.filter(pc.equal(r.column("split"), s)).column("tokens").to_numpy() for r in (a, b))
         for s in splits
     }
     return PackageDiff(

@@ -1,4 +1,4 @@
-"""What the report measures, computed over whole columns (Arrow compute and numpy; no loop over records).
+"""What the report measures, computed a slice of records at a time (Arrow compute and numpy; no loop over records).
 
 Token measures come from the labels alone, so they hold for every kind of package: the masked lead (the prompt, when
 the spec does not train on it), trained tokens, and trained spans (assistant turns in a conversation).
@@ -6,6 +6,7 @@ the spec does not train on it), trained tokens, and trained spans (assistant tur
 
 from __future__ import annotations
 
+import itertools
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from typing import Any
@@ -13,7 +14,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from dsc.builders.package_view import source_names
+from dsc.builders.package_view import Split, source_names
 
 IGNORE = -100
 SCRIPTS = ("Latin", "CJK", "other")
@@ -32,6 +33,12 @@ _SCRIPT = np.array([b[2] for b in _BLOCKS], dtype=np.int64)
 _ASCII_LETTER = np.zeros(256, dtype=bool)
 _ASCII_LETTER[[*range(0x41, 0x5B), *range(0x61, 0x7B)]] = True
 OPENING_CHARS = 60
+PIECE_TOKENS = 1 << 20
+"""Tokens measured at once (`token_measures` holds ~40 bytes per token while it works)."""
+PIECE_BYTES = 1 << 22
+"""Bytes of text counted by script at once (`ScriptTally` holds ~10 bytes per byte while it works)."""
+MERGE_ROWS = 1 << 16
+"""Distinct openings counted before the first merge (`OpeningTally`)."""
 
 
 @dataclass
@@ -54,10 +61,33 @@ class TokenMeasures:
         """The trained share of each record's tokens."""
         return self.trained / np.maximum(self.total, 1)
 
+    @classmethod
+    def concat(cls, parts: list[TokenMeasures]) -> TokenMeasures:
+        """The measures of consecutive slices of a split, as one."""
+        names = ("total", "lead", "trained", "spans", "masked_spans")
+        return cls(**{n: np.concatenate([np.zeros(0, np.int64), *(getattr(p, n) for p in parts)]) for n in names})
+
+
+def pieces(sizes: np.ndarray, budget: int) -> list[tuple[int, int]]:
+    """Consecutive (start, stop) record ranges whose sizes add up to about `budget` at most (a record larger than the
+    budget alone): the measures below hold a few numbers per token or byte, so they take a piece at a time."""
+    ends = np.cumsum(sizes, dtype=np.int64)
+    cuts = [0]
+    while cuts[-1] < len(sizes):
+        start = cuts[-1]
+        base = ends[start - 1] if start else 0
+        cuts.append(max(start + 1, int(np.searchsorted(ends, base + budget, side="right"))))
+    return list(itertools.pairwise(cuts))
+
 
 def token_measures(table: pa.Table) -> TokenMeasures:
-    """Token measures of every record of a split, from its `labels` column."""
+    """Token measures of every record of a split, from its `labels` column, PIECE_TOKENS tokens at a time."""
     labels = table.column("labels")
+    sizes = pc.list_value_length(labels).to_numpy(zero_copy_only=False)
+    return TokenMeasures.concat([_token_measures(labels.slice(a, b - a)) for a, b in pieces(sizes, PIECE_TOKENS)])
+
+
+def _token_measures(labels: pa.ChunkedArray) -> TokenMeasures:
     lengths = pc.list_value_length(labels).to_numpy(zero_copy_only=False).astype(np.int64)
     n = len(lengths)
     if not n:
@@ -113,31 +143,94 @@ def _letters(strings: pa.Array) -> np.ndarray:
     return out
 
 
-def script_mix(tables: list[pa.Table]) -> dict[str, dict[str, int]]:
+class ScriptTally:
     """Letters by script (Unicode blocks) over prompt and response text (`characters`), and records by the script most
-    of their letters are in (`records`)."""
-    chars = np.zeros(len(SCRIPTS), dtype=np.int64)
-    records: Counter[str] = Counter()
-    names = np.array([*SCRIPTS, "no letters"])
-    for table in tables:
-        for batch in table.select(["prompt", "response"]).to_batches(max_chunksize=8192):
-            counts = _letters(batch.column(0)) + _letters(batch.column(1))
-            chars += counts.sum(axis=0)
+    of their letters are in (`records`), added up a table at a time."""
+
+    def __init__(self) -> None:
+        self.characters = np.zeros(len(SCRIPTS), dtype=np.int64)
+        self.records: Counter[str] = Counter()
+
+    def add(self, table: pa.Table) -> None:
+        names = np.array([*SCRIPTS, "no letters"])
+        texts = table.select(["prompt", "response"])
+        sizes = pc.add(pc.binary_length(texts.column(0)), pc.binary_length(texts.column(1))).to_numpy(zero_copy_only=False)
+        for a, b in pieces(sizes, PIECE_BYTES):
+            batch = texts.slice(a, b - a).combine_chunks()
+            counts = _letters(batch.column(0).chunk(0)) + _letters(batch.column(1).chunk(0))
+            self.characters += counts.sum(axis=0)
             main = np.where(counts.sum(axis=1) > 0, np.argmax(counts, axis=1), len(SCRIPTS))
-            records.update(dict(zip(*(x.tolist() for x in np.unique(names[main], return_counts=True)), strict=True)))
-    return {"characters": dict(zip(SCRIPTS, chars.tolist(), strict=True)), "records": dict(records)}
+            self.records.update(dict(zip(*(x.tolist() for x in np.unique(names[main], return_counts=True)), strict=True)))
+
+    def mix(self) -> dict[str, dict[str, int]]:
+        return {"characters": dict(zip(SCRIPTS, self.characters.tolist(), strict=True)), "records": dict(self.records)}
 
 
-def openings(tables: list[pa.Table], top: int = 10) -> list[tuple[str, int]]:
-    """The most common prompt openings (first line, cut to OPENING_CHARS characters): which templates cover what."""
-    if not tables:
-        return []
-    prompts = pa.chunked_array([c for t in tables for c in t.column("prompt").chunks], type=pa.string())
-    first = pc.list_element(pc.split_pattern(prompts, "\n", max_splits=1), 0)
-    cut = pc.utf8_slice_codeunits(pc.utf8_trim_whitespace(first), 0, OPENING_CHARS)
-    counts = pc.value_counts(cut).to_pylist()
-    counts.sort(key=lambda c: (-c["counts"], c["values"]))
-    return [(c["values"], c["counts"]) for c in counts[:top]]
+class OpeningTally:
+    """How many prompts open with each first line (cut to OPENING_CHARS characters): which templates cover what.
+
+    Counted a table at a time; the counts of the tables since the last merge are merged into the running counts once
+    they outgrow them, so memory follows the number of distinct openings, not of records, at amortized linear cost."""
+
+    def __init__(self) -> None:
+        self._merged = pa.table({"values": pa.array([], pa.string()), "counts": pa.array([], pa.int64())})
+        self._pending: list[pa.Table] = []
+
+    def add(self, prompts: pa.ChunkedArray | pa.Array) -> None:
+        first = pc.list_element(pc.split_pattern(prompts.cast(pa.string()), "\n", max_splits=1), 0)
+        counts = pc.value_counts(pc.utf8_slice_codeunits(pc.utf8_trim_whitespace(first), 0, OPENING_CHARS))
+        self._pending.append(pa.table({"values": counts.field("values"), "counts": counts.field("counts")}))
+        if sum(len(t) for t in self._pending) > max(MERGE_ROWS, len(self._merged)):
+            self._merge()
+
+    def _merge(self) -> None:
+        if self._pending:
+            both = pa.concat_tables([self._merged, *self._pending]).group_by("values").aggregate([("counts", "sum")])
+            self._merged = pa.table({"values": both.column("values"), "counts": both.column("counts_sum")})
+            self._pending = []
+
+    def top(self, n: int = 10) -> list[tuple[str, int]]:
+        """The `n` most common openings, most common first (ties: in text order)."""
+        self._merge()
+        order = pc.sort_indices(self._merged, [("counts", "descending"), ("values", "ascending")])
+        best = self._merged.take(order[:n])
+        return list(zip(best.column("values").to_pylist(), best.column("counts").to_pylist(), strict=True))
+
+
+@dataclass
+class Measures:
+    """Everything the report measures of a package's records, gathered in one walk over each split, a slice at a time."""
+
+    tokens: dict[str, TokenMeasures]
+    sources: dict[str, dict[str, list[int]]]
+    """By source, then split: records, tokens and trained tokens."""
+    scripts: dict[str, dict[str, int]]
+    openings: list[tuple[str, int]]
+
+
+MEASURED = ["labels", "prompt", "response", "source_id"]
+
+
+def measure(splits: dict[str, Split]) -> Measures:
+    """Token measures per split, per-source sums, the script mix and the prompt openings, from one read of each split."""
+    tokens: dict[str, TokenMeasures] = {}
+    sources: dict[str, dict[str, list[int]]] = defaultdict(dict)
+    scripts, opened = ScriptTally(), OpeningTally()
+    for split, data in splits.items():
+        parts = []
+        for table in data.slices(MEASURED):
+            part = token_measures(table)
+            parts.append(part)
+            grouped = pa.table({"source": source_names(table.column("source_id")), "tokens": part.total, "trained": part.trained})
+            sums = grouped.group_by("source").aggregate([("tokens", "count"), ("tokens", "sum"), ("trained", "sum")])
+            for row in sums.to_pylist():
+                counts = sources[row["source"]].setdefault(split, [0, 0, 0])
+                for i, key in enumerate(("tokens_count", "tokens_sum", "trained_sum")):
+                    counts[i] += row[key]
+            scripts.add(table)
+            opened.add(table.column("prompt"))
+        tokens[split] = TokenMeasures.concat(parts)
+    return Measures(tokens=tokens, sources=dict(sources), scripts=scripts.mix(), openings=opened.top())
 
 
 @dataclass
@@ -152,26 +245,18 @@ class SourceRow:
     left_out: dict[str, int]
 
 
-def per_source(view_inputs: list[dict[str, Any]], tables: dict[str, pa.Table], measures: dict[str, TokenMeasures],
+def per_source(view_inputs: list[dict[str, Any]], sources: dict[str, dict[str, list[int]]],
                left_out: dict[str, Counter[str]], names: list[str]) -> list[SourceRow]:
-    """Records read, kept per split, tokens and trained tokens, and records left out per stage (from the audit), by source."""
+    """Records read, kept per split, tokens and trained tokens (`Measures.sources`), and records left out per stage
+    (from the audit), by source."""
     read = {name: entry.get("records") for name, entry in zip(names, view_inputs, strict=True)}
-    kept: dict[str, dict[str, int]] = defaultdict(dict)
-    tokens: Counter[str] = Counter()
-    trained: Counter[str] = Counter()
-    for split, table in tables.items():
-        grouped = pa.table({
-            "source": source_names(table.column("source_id")),
-            "tokens": measures[split].total,
-            "trained": measures[split].trained,
-        }).group_by("source").aggregate([("tokens", "count"), ("tokens", "sum"), ("trained", "sum")])
-        for row in grouped.to_pylist():
-            kept[row["source"]][split] = row["tokens_count"]
-            tokens[row["source"]] += row["tokens_sum"]
-            trained[row["source"]] += row["trained_sum"]
-    every = list(dict.fromkeys([*read, *sorted(kept), *sorted(left_out)]))
-    return [SourceRow(name, read.get(name), kept.get(name, {}), tokens[name], trained[name], dict(left_out.get(name, {})))
-            for name in every]
+    every = list(dict.fromkeys([*read, *sorted(sources), *sorted(left_out)]))
+    rows = []
+    for name in every:
+        splits = sources.get(name, {})
+        rows.append(SourceRow(name, read.get(name), {s: n[0] for s, n in splits.items()}, sum(n[1] for n in splits.values()),
+                              sum(n[2] for n in splits.values()), dict(left_out.get(name, {}))))
+    return rows
 
 
 @dataclass

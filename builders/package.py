@@ -26,6 +26,7 @@ from dsc.builders.card import render_card
 from dsc.builders.duplicates import write_duplicates
 from dsc.builders.manifest import build_manifest
 from dsc.builders.outputs import PACKAGE, Kind, check_package_output, check_replaceable
+from dsc.compiler.engine.spill import Spill
 from dsc.compiler.pipeline import PACKAGE_FEATURES, Compiled
 
 MAX_SHARD_BYTES = 500 * 1024 * 1024
@@ -59,23 +60,25 @@ def _file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _write_split(table: pa.Table, name: str, data_dir: Path) -> dict[str, dict[str, Any]]:
+def _write_split(spill: Spill, name: str, data_dir: Path) -> tuple[dict[str, dict[str, Any]], int]:
     """Write one split as Parquet shards of even row counts, each in row groups of ROW_GROUP rows, a row group at a
-    time (the table is memory-mapped from the build's spill, so only one row group is read at once)."""
-    shards = max(1, math.ceil(arrow_size(table) / MAX_SHARD_BYTES))
-    rows_per = math.ceil(len(table) / shards) if len(table) else 0
+    time from the build's spill (`Spill.walk`: one row group's pages held at once); returns the files and the split's
+    Arrow size."""
+    (size,) = (arrow_size(whole) for whole in spill.walk([(0, spill.rows)]))  # reads the offsets only
+    shards = max(1, math.ceil(size / MAX_SHARD_BYTES))
+    rows_per = math.ceil(spill.rows / shards) if spill.rows else 0
     metadata = {b"huggingface": json.dumps({"info": {"features": PACKAGE_FEATURES.to_dict()}}).encode()}
-    schema = table.schema.with_metadata(metadata)
+    schema = spill.schema.with_metadata(metadata)
     files = {}
     for i in range(shards):
         rel = f"data/{name}-{i:05d}-of-{shards:05d}.parquet"
-        part = table.slice(i * rows_per, rows_per)
+        first, rows = i * rows_per, max(0, min(rows_per, spill.rows - i * rows_per))
+        groups = [(start, min(ROW_GROUP, first + rows - start)) for start in range(first, first + rows, ROW_GROUP)]
         with pq.ParquetWriter(data_dir.parent / rel, schema, compression="zstd") as writer:
-            for start in range(0, len(part), ROW_GROUP):
-                group = part.slice(start, ROW_GROUP).combine_chunks().replace_schema_metadata(metadata)
-                writer.write_table(group, row_group_size=ROW_GROUP)
-        files[rel] = {"rows": len(part), "bytes": (data_dir.parent / rel).stat().st_size}
-    return files
+            for group in spill.walk(groups):
+                writer.write_table(group.combine_chunks().replace_schema_metadata(metadata), row_group_size=ROW_GROUP)
+        files[rel] = {"rows": rows, "bytes": (data_dir.parent / rel).stat().st_size}
+    return files, size
 
 
 def _column_size(column: pa.ChunkedArray | pa.Array) -> int:
@@ -179,15 +182,14 @@ def write_package(compiled: Compiled, target: Path, extra: list[ExtraWriter] | N
         data_dir.mkdir()
         files: dict[str, dict[str, Any]] = {}
         split_info: dict[str, dict[str, int]] = {}
-        for name, ds in compiled.splits.items():
-            table = ds.data.table
-            written = _write_split(table, name, data_dir)
+        for name, spill in compiled.spills.items():
+            written, size = _write_split(spill, name, data_dir)
             for rel, info in written.items():
                 info["sha256"] = _file_sha256(stage / rel)
             files.update(written)
             split_info[name] = {
-                "num_examples": len(table),
-                "num_bytes": arrow_size(table),
+                "num_examples": spill.rows,
+                "num_bytes": size,
                 "download_size": sum(w["bytes"] for w in written.values()),
             }
         fingerprint = hashlib.sha256(

@@ -1,4 +1,4 @@
-"""A package's content as the report and the diff read it: manifest facts, split tables, duplicates, audit.
+"""A package's content as the report and the diff read it: manifest facts, splits, duplicates, audit.
 
 The same view comes from a package folder on disk (`dsc report`, `dsc diff`) or from a build being written (the
 report writer), so a report regenerated later is byte-identical to the one the build wrote. The side files
@@ -9,7 +9,7 @@ of lines at a time, never whole.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,8 +19,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from dsc.builders.verify import read_package
 from dsc.compiler.audit import json_texts
+from dsc.compiler.engine.spill import SLICE_ROWS
 
-COLUMNS = ["input_ids", "labels", "prompt", "response", "source_id"]
 _SHARD = re.compile(r"^data/(?P<split>.+)-\d{5}-of-\d{5}\.parquet$")
 
 
@@ -68,11 +68,36 @@ class SideFiles:
 
 
 @dataclass
+class Split:
+    """One split's records, read a slice at a time: a split can be larger than memory, so its readers walk it (from the
+    package's Parquet shards, or from the build's spill) and keep only what they reduce each slice to."""
+
+    rows: int
+    slices: Callable[[list[str]], Iterator[pa.Table]]
+    """The split's rows of the named columns, in order, a slice at a time."""
+
+    @classmethod
+    def of_shards(cls, paths: list[Path]) -> Split:
+        """A split stored as Parquet shards (in order), read a row group batch at a time."""
+
+        def slices(columns: list[str]) -> Iterator[pa.Table]:
+            for path in paths:
+                shard = pq.ParquetFile(path)
+                try:
+                    for batch in shard.iter_batches(batch_size=SLICE_ROWS, columns=columns):
+                        yield pa.Table.from_batches([batch])
+                finally:
+                    shard.close()
+
+        return cls(rows=sum(pq.read_metadata(path).num_rows for path in paths), slices=slices)
+
+
+@dataclass
 class PackageView:
-    """What a package holds: its manifest (or the build's equivalent), a table per split, and its side files."""
+    """What a package holds: its manifest (or the build's equivalent), its splits, and its side files."""
 
     manifest: dict[str, Any]
-    splits: dict[str, pa.Table]
+    splits: dict[str, Split]
     side: SideFiles
 
     @property
@@ -81,24 +106,20 @@ class PackageView:
         return self.manifest.get("spec", {}).get("resolved", {})
 
 
-def read_splits(folder: Path, manifest: dict[str, Any], columns: list[str] | None = None) -> dict[str, pa.Table]:
-    """Each split's shards (as the manifest lists them) read into one table, splits in the manifest's order."""
-    shards: dict[str, list[str]] = {name: [] for name in manifest.get("counts", {}).get("kept", {})}
+def read_splits(folder: Path, manifest: dict[str, Any]) -> dict[str, Split]:
+    """Each split's shards, as the manifest lists them, splits in the manifest's order."""
+    shards: dict[str, list[Path]] = {name: [] for name in manifest.get("counts", {}).get("kept", {})}
     for rel in sorted(manifest.get("files", {})):
         if match := _SHARD.match(rel):
-            shards.setdefault(match["split"], []).append(rel)
-    return {
-        name: pa.concat_tables([pq.read_table(folder / rel, columns=columns or COLUMNS) for rel in rels])
-        for name, rels in shards.items()
-        if rels
-    }
+            shards.setdefault(match["split"], []).append(folder / rel)
+    return {name: Split.of_shards(paths) for name, paths in shards.items() if paths}
 
 
-def read_view(folder: str | Path, columns: list[str] | None = None) -> PackageView:
+def read_view(folder: str | Path) -> PackageView:
     """A package folder's view, after checking its data files against the manifest (`verify.read_package`)."""
     folder = Path(folder)
     manifest = read_package(folder)
-    return PackageView(manifest=manifest, splits=read_splits(folder, manifest, columns), side=SideFiles.of(folder, manifest))
+    return PackageView(manifest=manifest, splits=read_splits(folder, manifest), side=SideFiles.of(folder, manifest))
 
 
 def source_names(source_ids: pa.ChunkedArray | pa.Array) -> pa.Array:

@@ -20,8 +20,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from dsc.builders import charts, html
 from dsc.builders.charts import COLORS, SPLIT_COLORS, Bar, Panel, Series
-from dsc.builders.measures import TokenMeasures, openings, per_source, script_mix, token_measures
-from dsc.builders.package_view import PackageView, SideFiles, input_name, read_view
+from dsc.builders.measures import Measures, TokenMeasures, measure, per_source
+from dsc.builders.package_view import PackageView, SideFiles, Split, input_name, read_view
 from dsc.builders.side_summary import CLUSTERS, AuditSummary, DuplicateSummary, audit_summary, detail_of, duplicate_summary, plain_reason
 from dsc.compiler.pipeline import quantiles
 
@@ -56,9 +56,16 @@ class Context:
     """What every section reads: the view, token measures per split, and what it keeps of the audit and duplicates."""
 
     view: PackageView
-    measures: dict[str, TokenMeasures]
+    measured: Measures
     audit: AuditSummary
     duplicates: DuplicateSummary | None
+    shown: dict[str, dict[str, str]]
+    """Prompt and response of every record the page shows, by source id."""
+
+    @property
+    def measures(self) -> dict[str, TokenMeasures]:
+        """Token measures per split."""
+        return self.measured.tokens
 
     @property
     def examples(self) -> dict[tuple[str, str], list[dict[str, Any]]]:
@@ -82,23 +89,36 @@ class Context:
         return not (self.view.resolved.get("labels") or {}).get("train_on_prompt") and not self.conversation
 
     def texts(self, ids: list[str]) -> dict[str, dict[str, str]]:
-        """The prompt and response of the package's records with these source ids (for the examples shown)."""
-        out: dict[str, dict[str, str]] = {}
-        wanted = pa.array(sorted(set(ids)), type=pa.string())
-        for table in self.view.splits.values():
-            found = table.filter(pc.is_in(table.column("source_id"), value_set=wanted))
-            for row in found.select(["source_id", "prompt", "response"]).to_pylist():
+        """The prompt and response of the package's records with these source ids (of those the page shows)."""
+        return {sid: self.shown[sid] for sid in ids if sid in self.shown}
+
+
+def _shown_ids(audit: AuditSummary, duplicates: DuplicateSummary | None) -> set[str]:
+    """The records whose text the page shows: every example, the record kept instead of each, the clusters' kept."""
+    ids = {str(line.get("source_id")) for lines in audit.examples.values() for line in lines}
+    ids |= {str(detail_of(line).get("kept_source_id", "")) for lines in audit.examples.values() for line in lines}
+    return ids | ({c.kept for c in duplicates.largest} if duplicates else set())
+
+
+def _texts(view: PackageView, ids: set[str]) -> dict[str, dict[str, str]]:
+    """The prompt and response of the records with these source ids: one walk over the splits' id and text columns."""
+    out: dict[str, dict[str, str]] = {}
+    wanted = pa.array(sorted(ids), type=pa.string())
+    for split in view.splits.values() if ids else ():
+        for table in split.slices(["source_id", "prompt", "response"]):
+            for row in table.filter(pc.is_in(table.column("source_id"), value_set=wanted)).to_pylist():
                 out[row["source_id"]] = row
-        return out
+    return out
 
 
 def _context(view: PackageView) -> Context:
     """The side files are read here, a batch at a time: the duplicates first, so the audit pass knows whose detail the
-    clusters shown need."""
+    clusters shown need. Then each split is read twice, a slice at a time: once for every measure, once for the text
+    of the records shown."""
     duplicates = duplicate_summary(view.side) if view.manifest.get("dedup") else None
     audit = audit_summary(view.side, duplicates.shown_ids() if duplicates else set())
-    measures = {name: token_measures(table) for name, table in view.splits.items()}
-    return Context(view=view, measures=measures, audit=audit, duplicates=duplicates)
+    shown = _texts(view, _shown_ids(audit, duplicates))
+    return Context(view=view, measured=measure(view.splits), audit=audit, duplicates=duplicates, shown=shown)
 
 
 Section = Callable[[Context], tuple[str, dict[str, str]]]
@@ -311,7 +331,7 @@ def _examples(ctx: Context) -> tuple[str, dict[str, str]]:
 
 def _sources(ctx: Context) -> tuple[str, dict[str, str]]:
     inputs = ctx.view.manifest.get("inputs", [])
-    table = per_source(inputs, ctx.view.splits, ctx.measures, ctx.audit.left_out, [input_name(i) for i in inputs])
+    table = per_source(inputs, ctx.measured.sources, ctx.audit.left_out, [input_name(i) for i in inputs])
     splits = list(ctx.view.splits)
     stages = sorted({s for row in table for s in row.left_out})
     rows = [(row.name, row.read, *(row.kept.get(s, 0) for s in splits), row.tokens, row.trained, *(row.left_out.get(s, 0) for s in stages))
@@ -321,14 +341,13 @@ def _sources(ctx: Context) -> tuple[str, dict[str, str]]:
 
 
 def _text(ctx: Context) -> tuple[str, dict[str, str]]:
-    tables = list(ctx.view.splits.values())
-    mix = script_mix(tables)
+    mix = ctx.measured.scripts
     letters = sum(mix["characters"].values()) or 1
     records = sum(mix["records"].values()) or 1
     names = sorted(set(mix["characters"]) | set(mix["records"]))
     rows = [(n, mix["characters"].get(n, 0), f"{100 * mix['characters'].get(n, 0) / letters:.1f}%", mix["records"].get(n, 0),
              f"{100 * mix['records'].get(n, 0) / records:.1f}%") for n in names]
-    opened = openings(tables)
+    opened = ctx.measured.openings
     body = [
         '<h2 id="text">Text</h2>',
         "<h3>Scripts</h3>",
@@ -423,7 +442,7 @@ def write_report(stage: Path, compiled: Compiled) -> Extra:
     from dsc.builders.package import Extra
 
     manifest = build_manifest(compiled, {}, "")
-    splits = {name: split.data.table for name, split in compiled.splits.items()}
+    splits = {name: Split(rows=spill.rows, slices=spill.slices) for name, spill in compiled.spills.items()}
     view = PackageView(manifest=manifest, splits=splits, side=SideFiles.of(stage, manifest))
     report = make_report(view)
     _write_files(stage, report)

@@ -122,6 +122,9 @@ class Compiled:
     """Seconds per phase. Shown by `dsc build`, never written into the package: a package must not differ between two
     builds of the same spec and data."""
     workspace: Workspace | None = None
+    spills: dict[str, Spill] = field(default_factory=dict)
+    """The spill each split is memory-mapped from: readers that walk a whole split take it a slice at a time from here
+    (`Spill.walk`), so the pages they read do not pile up in this process."""
 
 
 class _Errors:
@@ -250,19 +253,25 @@ def _value(arrow: pa.DataType) -> datasets.Value:
     return datasets.Value(names[arrow])
 
 
-def _token_stats(ds: datasets.Dataset) -> dict[str, Any]:
-    table = ds.data.table
-    if len(table) == 0:
-        return {"records": 0, "tokens": 0, "trainable": 0}
-    lengths = pc.list_value_length(table.column("input_ids")).to_numpy()
-    labels = pc.list_flatten(table.column("labels"))
-    trainable = int(pc.sum(pc.not_equal(labels, IGNORE)).as_py() or 0)
-    return {
-        "records": len(table),
-        "tokens": int(lengths.sum()),
-        "trainable": trainable,
-        "length": quantiles(lengths),
-    }
+class _TokenTally:
+    """A split's token counts, added up chunk by chunk as the tokenize phase writes it (the split is never read back
+    whole to count them)."""
+
+    def __init__(self) -> None:
+        self.lengths: list[np.ndarray] = []
+        self.trainable = 0
+
+    def add(self, table: pa.Table) -> None:
+        if len(table):
+            self.lengths.append(pc.list_value_length(table.column("input_ids")).to_numpy().astype(np.int32))
+            self.trainable += int(pc.sum(pc.not_equal(pc.list_flatten(table.column("labels")), IGNORE)).as_py() or 0)
+
+    def stats(self) -> dict[str, Any]:
+        if not self.lengths:
+            return {"records": 0, "tokens": 0, "trainable": 0}
+        lengths = np.concatenate(self.lengths)
+        tokens = int(lengths.sum(dtype=np.int64))
+        return {"records": len(lengths), "tokens": tokens, "trainable": self.trainable, "length": quantiles(lengths)}
 
 
 def quantiles(values: np.ndarray) -> dict[str, float]:
@@ -337,6 +346,7 @@ def tokenize(
         encode_pass = make_encode_pass(spec, tok)
     package_schema = PACKAGE_FEATURES.arrow_schema
     spills = {name: rendered.workspace.spill(name, package_schema) for name in ("train", "validation")}
+    tallies = {name: _TokenTally() for name in spills}
     errors = _Errors()
     dropped, trail = Counter[str](), rendered.audit
     truncated = drift = fallback = 0
@@ -355,16 +365,16 @@ def tokenize(
                 fallback += int(pc.sum(chunk.column("_span_fallback")).as_py() or 0)
             chunk = chunk.append_column("source_id", source_ids(chunk.column("_file"), chunk.column("_row")))
             to_validation = chunk.column(VALIDATION)
-            spills["train"].write(chunk.filter(pc.invert(to_validation)))
-            spills["validation"].write(chunk.filter(to_validation))
+            for name, part in (("train", chunk.filter(pc.invert(to_validation))), ("validation", chunk.filter(to_validation))):
+                spills[name].write(part)
+                tallies[name].add(part)
     finally:
         if own:
             engine.close()
     errors.raise_if_any("longer than the spec's lengths allow (overflow: error)")
-    splits = {"train": spills["train"].dataset()}
-    if spills["validation"].rows:
-        splits["validation"] = spills["validation"].dataset()
-    tokens = {name: _token_stats(split) for name, split in splits.items()}
+    written = {name: spill.close() for name, spill in spills.items() if name == "train" or spill.rows}
+    splits = {name: spill.dataset() for name, spill in written.items()}
+    tokens = {name: tallies[name].stats() for name in written}
     total = sum(t["tokens"] for t in tokens.values())
     trained = sum(t["trainable"] for t in tokens.values())
     counts = {
@@ -386,6 +396,7 @@ def tokenize(
         tokens=tokens,
         audit=trail,
         workspace=rendered.workspace,
+        spills=written,
     )
 
 

@@ -13,8 +13,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from conftest import FORMATS, dsc_cli, run_dsc
-from dsc.builders import package_view
-from dsc.builders.measures import script_mix, token_measures
+from dsc.builders import measures, package_view
+from dsc.builders.measures import OpeningTally, ScriptTally, measure, token_measures
+from dsc.builders.package_view import Split
 from dsc.builders.report import CHART_DIR, REPORT_FILE, regenerate
 from report_html import Page, assert_self_contained, number, svg_images
 
@@ -211,7 +212,46 @@ def test_token_measures_from_labels_alone() -> None:
 
 def test_script_mix_counts_letters_by_unicode_block() -> None:
     table = pa.table({"prompt": ["Ab1 çé ＡΩ日本한😀", "", "x"], "response": ["Ж", "", ""]})
-    assert script_mix([table]) == {"characters": {"Latin": 6, "CJK": 3, "other": 2}, "records": {"Latin": 2, "no letters": 1}}
+    tally = ScriptTally()
+    tally.add(table)
+    assert tally.mix() == {"characters": {"Latin": 6, "CJK": 3, "other": 2}, "records": {"Latin": 2, "no letters": 1}}
+
+
+def _split(table: pa.Table, rows: int) -> Split:
+    """A split served `rows` records at a time."""
+    return Split(rows=len(table), slices=lambda columns: (table.select(columns).slice(s, rows) for s in range(0, len(table), rows)))
+
+
+def test_measures_do_not_depend_on_how_the_split_is_sliced(monkeypatch: pytest.MonkeyPatch) -> None:
+    openers = ["Translate this", "Summarize", "  Summarize  \nmore", "Write a poem", "日本語で答えて", "Write a poem\nabout"]
+    n = 500
+    table = pa.table({
+        "labels": pa.array([[-100] * (i % 5) + [7] * (i % 7) for i in range(n)], pa.list_(pa.int32())),
+        "prompt": [f"{openers[i % len(openers)]}{'' if i % 3 else f' #{i}'}" for i in range(n)],
+        "response": ["ok" if i % 2 else "はい" for i in range(n)],
+        "source_id": [f"{'a' if i % 4 else 'b'}.jsonl#{i}" for i in range(n)],
+    })
+    whole = measure({"train": _split(table, n), "validation": _split(table.slice(0, 40), 40)})
+    monkeypatch.setattr(measures, "MERGE_ROWS", 3)  # merge the openings' counts many times over
+    monkeypatch.setattr(measures, "PIECE_TOKENS", 10)  # and measure tokens and scripts a few records at a time
+    monkeypatch.setattr(measures, "PIECE_BYTES", 20)
+    sliced = measure({"train": _split(table, 7), "validation": _split(table.slice(0, 40), 3)})
+    for name in ("train", "validation"):
+        for attr in ("total", "lead", "trained", "spans", "masked_spans"):
+            assert getattr(sliced.tokens[name], attr).tolist() == getattr(whole.tokens[name], attr).tolist()
+    assert (sliced.sources, sliced.scripts, sliced.openings) == (whole.sources, whole.scripts, whole.openings)
+    assert whole.sources["b.jsonl"]["train"][0] == 125 and whole.sources["a.jsonl"]["validation"][0] == 30
+    first_lines = [p.split("\n")[0].strip()[:60] for p in table.column("prompt").to_pylist() + table.column("prompt").to_pylist()[:40]]
+    expected = sorted(Counter(first_lines).items(), key=lambda kv: (-kv[1], kv[0]))[:10]
+    assert whole.openings == expected and ("Summarize", 181) in whole.openings
+
+
+def test_opening_counts_merge_across_many_tables(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(measures, "MERGE_ROWS", 2)
+    tally = OpeningTally()
+    for i in range(60):
+        tally.add(pa.array([f"line {i % 13}", f"line {i % 5}\nsecond", "same"]))
+    assert tally.top(3) == [("same", 60), ("line 0", 17), ("line 1", 17)]
 
 
 def test_two_builds_into_different_folders_write_the_same_report(tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import mmap
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,9 @@ class Workspace:
     def close(self) -> None:
         self._dir.cleanup()
 
+
+SLICE_ROWS = 65_536
+"""Rows a reader that walks a whole spill takes at a time (`Spill.slices`)."""
 
 GAP = 2048
 """Spans this close together are read in one read (the bytes between them are read and skipped)."""
@@ -230,6 +233,22 @@ class Spill:
             with self.path.open("rb") as fh:
                 self._map = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
         return pa.ipc.open_stream(pa.BufferReader(pa.py_buffer(self._map))).read_all()
+
+    def walk(self, spans: Iterable[tuple[int, int]], columns: list[str] | None = None) -> Iterator[pa.Table]:
+        """Each (start, length) slice of the spill in turn (of `columns`, or all), memory-mapped; the pages one slice
+        touched are handed back before the next is read, so walking the whole spill holds a slice of it."""
+        table = self.table()
+        table = table.select(columns) if columns is not None else table
+        try:
+            for start, length in spans:
+                yield table.slice(start, length)
+                self.release_pages()
+        finally:
+            self.release_pages()
+
+    def slices(self, columns: list[str] | None = None, rows: int = SLICE_ROWS) -> Iterator[pa.Table]:
+        """The whole spill, `rows` at a time (`walk`)."""
+        return self.walk(((start, rows) for start in range(0, self.rows, rows)), columns)
 
     def release_pages(self) -> None:
         """Hand the pages read through `table` back to the page cache (they are read again if touched again), so a
