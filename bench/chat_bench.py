@@ -85,12 +85,12 @@ def main() -> None:
         rows = []
         references = (("floor", FLOOR, qwen3_path() / "tokenizer.json", "texts.json"), ("hf", HF, qwen3_path(), "chats.json"))
         for label, code, arg, data in references:
-            wall, cpu, rss, out = run([sys.executable, "-c", code, str(arg), str(folder / data)])
+            wall, cpu, rss, out = run("-c", code, str(arg), str(folder / data))
             rows.append((label, wall, cpu, rss, int(out.strip())))
-        cmd = [sys.executable, "-m", "dsc", "build", str(spec), "-q", "-o", str(folder / "out")]
+        cmd = ["build", str(spec), "-q", "-o", str(folder / "out")]
         if args.num_proc > 1:
             cmd += ["--num-proc", str(args.num_proc)]
-        wall, cpu, rss, _ = run(cmd)
+        wall, cpu, rss, _ = run("-m", "dsc", *cmd)
         manifest = json.loads((folder / "out" / "manifest.json").read_text())
         rows.append(("dsc", wall, cpu, rss, manifest["tokens"]["total"]["tokens"]))
 

@@ -4,9 +4,10 @@ Writes bench/build_bench.py's Alpaca-style set as a JSON-lines file of any size,
 shipped (exact + MinHash dedup, Qwen3 tokenizer) as a fresh process and prints wall time, the peak RSS of the build
 process or its largest worker (as build_bench.py measures it), the spill folder's largest size and the package's
 size on disk, and the build's counts. The set is almost all near-copies, so what it loads is
-reading, rendering, dedup's global step and the audit (a line per dropped record), not the tokenizer.
+reading, rendering, dedup's global step and the audit (a line per dropped record), not the tokenizer; with
+`--no-dedup` every record is tokenized and written to the package instead.
 
-    python bench/scale_bench.py --records 5000000 [--spill DIR] [--num-proc N]
+    python bench/scale_bench.py --records 5000000 [--no-dedup] [--spill DIR] [--num-proc N]
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=5_000_000)
     parser.add_argument("--spill", type=Path, default=None, help="DSC_SPILL_DIR for the build (default: a temp folder)")
     parser.add_argument("--num-proc", type=int, default=None)
+    parser.add_argument("--no-dedup", action="store_true", help="build with dedup: false (every record tokenized)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
@@ -62,6 +64,8 @@ def main() -> None:
         spec = yaml.safe_load((REPO / "formats/alpaca.yaml").read_text(encoding="utf-8"))
         spec["sources"] = [{"path": str(data)}]
         spec["templates"]["prompt"] = {"file": str(REPO / "templates/alpaca_prompt.j2")}
+        if args.no_dedup:
+            spec["dedup"] = False
         (folder / "scale.yaml").write_text(yaml.safe_dump(spec, allow_unicode=True), encoding="utf-8")
         spill = args.spill or folder / "spill"
         spill.mkdir(parents=True, exist_ok=True)
