@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 from collections import Counter, defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,6 +40,11 @@ PIECE_BYTES = 1 << 22
 """Bytes of text counted by script at once (`ScriptTally` holds ~10 bytes per byte while it works)."""
 MERGE_ROWS = 1 << 16
 """Distinct openings counted before the first merge (`OpeningTally`)."""
+OPENINGS_KEPT = 1 << 18
+"""Distinct openings counted exactly; past them the count is a bounded summary (`OpeningTally`): ~25 MB of openings."""
+TOP_OPENINGS = 10
+RECOUNTED = 100
+"""Candidates a summary's top openings are chosen from, after an exact count."""
 
 
 @dataclass
@@ -166,19 +172,31 @@ class ScriptTally:
         return {"characters": dict(zip(SCRIPTS, self.characters.tolist(), strict=True)), "records": dict(self.records)}
 
 
+def _openings(prompts: pa.ChunkedArray | pa.Array) -> pa.Array:
+    """Each prompt's first line, trimmed and cut to OPENING_CHARS characters."""
+    first = pc.list_element(pc.split_pattern(prompts.cast(pa.string()), "\n", max_splits=1), 0)
+    return pc.utf8_slice_codeunits(pc.utf8_trim_whitespace(first), 0, OPENING_CHARS)
+
+
 class OpeningTally:
-    """How many prompts open with each first line (cut to OPENING_CHARS characters): which templates cover what.
+    """How many prompts open with each first line (`_openings`): which templates cover what.
 
     Counted a table at a time; the counts of the tables since the last merge are merged into the running counts once
-    they outgrow them, so memory follows the number of distinct openings, not of records, at amortized linear cost."""
+    they outgrow them (amortized linear cost). Memory is bounded: past OPENINGS_KEPT distinct openings, a merge keeps
+    the Misra-Gries summary (every count lowered by the (OPENINGS_KEPT + 1)-th largest, those left at zero dropped),
+    so a count is short of the true one by at most `bound`; `measure` then counts its candidates again exactly."""
 
     def __init__(self) -> None:
         self._merged = pa.table({"values": pa.array([], pa.string()), "counts": pa.array([], pa.int64())})
         self._pending: list[pa.Table] = []
+        self.bound = 0
+        """How far short of the true count a count can be (0: every count exact)."""
 
     def add(self, prompts: pa.ChunkedArray | pa.Array) -> None:
-        first = pc.list_element(pc.split_pattern(prompts.cast(pa.string()), "\n", max_splits=1), 0)
-        counts = pc.value_counts(pc.utf8_slice_codeunits(pc.utf8_trim_whitespace(first), 0, OPENING_CHARS))
+        self._count(_openings(prompts))
+
+    def _count(self, openings: pa.Array) -> None:
+        counts = pc.value_counts(openings)
         self._pending.append(pa.table({"values": counts.field("values"), "counts": counts.field("counts")}))
         if sum(len(t) for t in self._pending) > max(MERGE_ROWS, len(self._merged)):
             self._merge()
@@ -188,6 +206,12 @@ class OpeningTally:
             both = pa.concat_tables([self._merged, *self._pending]).group_by("values").aggregate([("counts", "sum")])
             self._merged = pa.table({"values": both.column("values"), "counts": both.column("counts_sum")})
             self._pending = []
+        if len(self._merged) > OPENINGS_KEPT:
+            counts = self._merged.column("counts").to_numpy()
+            cut = int(np.partition(counts, len(counts) - OPENINGS_KEPT - 1)[len(counts) - OPENINGS_KEPT - 1])
+            left = pc.subtract(self._merged.column("counts"), cut)
+            self._merged = self._merged.set_column(1, "counts", left).filter(pc.greater(left, 0))
+            self.bound += cut
 
     def top(self, n: int = 10) -> list[tuple[str, int]]:
         """The `n` most common openings, most common first (ties: in text order)."""
@@ -195,6 +219,15 @@ class OpeningTally:
         order = pc.sort_indices(self._merged, [("counts", "descending"), ("values", "ascending")])
         best = self._merged.take(order[:n])
         return list(zip(best.column("values").to_pylist(), best.column("counts").to_pylist(), strict=True))
+
+    def recount(self, prompts: Iterator[pa.ChunkedArray], n: int) -> list[tuple[str, int]]:
+        """The `n` most common openings after counting the summary's RECOUNTED best exactly over `prompts`."""
+        candidates = pa.array([value for value, _ in self.top(RECOUNTED)], pa.string())
+        exact = OpeningTally()
+        for column in prompts:
+            openings = _openings(column)
+            exact._count(openings.filter(pc.is_in(openings, value_set=candidates)))
+        return exact.top(n)
 
 
 @dataclass
@@ -206,6 +239,9 @@ class Measures:
     """By source, then split: records, tokens and trained tokens."""
     scripts: dict[str, dict[str, int]]
     openings: list[tuple[str, int]]
+    openings_bound: int = 0
+    """0 when the openings were counted over every distinct opening; else an opening with fewer records than this
+    may be missing from them (`OpeningTally`)."""
 
 
 MEASURED = ["labels", "prompt", "response", "source_id"]
@@ -230,7 +266,10 @@ def measure(splits: dict[str, Split]) -> Measures:
             scripts.add(table)
             opened.add(table.column("prompt"))
         tokens[split] = TokenMeasures.concat(parts)
-    return Measures(tokens=tokens, sources=dict(sources), scripts=scripts.mix(), openings=opened.top())
+    top = opened.top(TOP_OPENINGS)
+    if opened.bound:  # the counts are a summary's: count its best candidates again, exactly
+        top = opened.recount((t.column("prompt") for data in splits.values() for t in data.slices(["prompt"])), TOP_OPENINGS)
+    return Measures(tokens=tokens, sources=dict(sources), scripts=scripts.mix(), openings=top, openings_bound=opened.bound)
 
 
 @dataclass

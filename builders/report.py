@@ -355,7 +355,9 @@ def _text(ctx: Context) -> tuple[str, dict[str, str]]:
         "are in.</p>",
         html.table(["script", "letters", "of letters", "records", "of records"], rows, "scripts-table"),
         "<h3>Most common prompt openings</h3>",
-        '<p class="note">The first line of each prompt, cut to 60 characters: how many records each template opening covers.</p>',
+        '<p class="note">The first line of each prompt, cut to 60 characters: how many records each template opening covers.'
+        + (f" Counted over a summary (too many distinct openings to list): an opening with fewer than {ctx.measured.openings_bound:,}"
+           " records may be missing." if ctx.measured.openings_bound else "") + "</p>",
         html.table(["opening", "records", "of records"], [(o, n, f"{100 * n / records:.1f}%") for o, n in opened], "openings-table"),
     ]
     return "\n".join(body), {}

@@ -9,6 +9,7 @@ import xml.etree.ElementTree as ET
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -244,6 +245,24 @@ def test_measures_do_not_depend_on_how_the_split_is_sliced(monkeypatch: pytest.M
     first_lines = [p.split("\n")[0].strip()[:60] for p in table.column("prompt").to_pylist() + table.column("prompt").to_pylist()[:40]]
     expected = sorted(Counter(first_lines).items(), key=lambda kv: (-kv[1], kv[0]))[:10]
     assert whole.openings == expected and ("Summarize", 181) in whole.openings
+
+
+def test_openings_past_the_kept_limit_are_summarized_then_counted_exactly(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(measures, "MERGE_ROWS", 16)
+    monkeypatch.setattr(measures, "OPENINGS_KEPT", 32)  # 2,000 one-off openings overflow it many times
+    prompts = [f"Template {k}\nbody" for k in range(12) for _ in range(400 - 20 * k)] + [f"one-off {i}" for i in range(2000)]
+    order = np.random.default_rng(0).permutation(len(prompts))
+    table = pa.table({
+        "labels": pa.array([[1]] * len(prompts), pa.list_(pa.int32())),
+        "prompt": [prompts[i] for i in order],
+        "response": [""] * len(prompts),
+        "source_id": [f"a.jsonl#{i}" for i in range(len(prompts))],
+    })
+    summarized = measure({"train": _split(table, 97)})
+    assert summarized.openings_bound > 0
+    assert summarized.openings == [(f"Template {k}", 400 - 20 * k) for k in range(10)]  # exact counts, after the recount
+    monkeypatch.setattr(measures, "OPENINGS_KEPT", 1 << 18)
+    assert measure({"train": _split(table, 97)}).openings_bound == 0
 
 
 def test_opening_counts_merge_across_many_tables(monkeypatch: pytest.MonkeyPatch) -> None:
