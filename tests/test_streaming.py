@@ -101,3 +101,19 @@ def test_spilled_rows_and_texts_read_back_by_row_in_any_order(tmp_path: Path, mo
         assert column.texts(ask) == [texts[i] for i in ask]
         assert spill.take(table, ask).column("t").to_pylist() == [texts[i] for i in ask]
     assert rows.shape == (1000, 8) and column.rows == 1000
+
+
+def test_a_spill_is_walked_slice_by_slice_across_its_chunks() -> None:
+    """What the package writer and the report read of a split: any spans, any columns, chunk edges inside slices."""
+    import pyarrow as pa
+    from dsc.compiler.engine.spill import Workspace
+
+    schema = pa.schema([("n", pa.int64()), ("text", pa.string())])
+    split = Workspace().spill("split", schema)
+    for lo in range(0, 1000, 300):
+        split.write(pa.table({"n": list(range(lo, min(lo + 300, 1000))), "text": [f"r{i}" for i in range(lo, min(lo + 300, 1000))]}))
+    spans = [(0, 7), (295, 10), (999, 1), (100, 0), (0, 1000)]
+    walked = [t.to_pydict() for t in split.walk(spans, ["text"])]
+    assert walked == [{"text": [f"r{i}" for i in range(a, a + n)]} for a, n in spans]
+    assert [len(t) for t in split.slices(rows=256)] == [256, 256, 256, 232]
+    assert pa.concat_tables(split.slices(["n"], rows=333)).column("n").to_pylist() == list(range(1000))
