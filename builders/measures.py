@@ -71,7 +71,7 @@ class TokenMeasures:
     def concat(cls, parts: list[TokenMeasures]) -> TokenMeasures:
         """The measures of consecutive slices of a split, as one."""
         names = ("total", "lead", "trained", "spans", "masked_spans")
-        return cls(**{n: np.concatenate([np.zeros(0, np.int64), *(getattr(p, n) for p in parts)]) for n in names})
+        return cls(**{n: np.concatenate([np.zeros(0, np.int32), *(getattr(p, n) for p in parts)]) for n in names})
 
 
 def pieces(sizes: np.ndarray, budget: int) -> list[tuple[int, int]]:
@@ -97,7 +97,7 @@ def _token_measures(labels: pa.ChunkedArray) -> TokenMeasures:
     lengths = pc.list_value_length(labels).to_numpy(zero_copy_only=False).astype(np.int64)
     n = len(lengths)
     if not n:
-        empty = np.zeros(0, np.int64)
+        empty = np.zeros(0, np.int32)
         return TokenMeasures(total=empty, lead=empty, trained=empty, spans=empty, masked_spans=empty)
     flat = pc.list_flatten(labels).to_numpy(zero_copy_only=False)
     record = np.repeat(np.arange(n), lengths)
@@ -112,12 +112,12 @@ def _token_measures(labels: pa.ChunkedArray) -> TokenMeasures:
     owner = record[starts_at]
     leading = np.concatenate([[True], owner[1:] != owner[:-1]]) if len(owner) else np.zeros(0, dtype=bool)
     first[owner[leading]] = position[starts_at[leading]]
-    return TokenMeasures(
-        total=lengths,
-        lead=first,
-        trained=np.bincount(record, weights=trained, minlength=n).astype(np.int64),
-        spans=np.bincount(record, weights=span_start, minlength=n).astype(np.int64),
-        masked_spans=np.bincount(record, weights=masked_start, minlength=n).astype(np.int64),
+    return TokenMeasures(  # int32: a split's measures stay in memory, 20 bytes per record
+        total=lengths.astype(np.int32),
+        lead=first.astype(np.int32),
+        trained=np.bincount(record, weights=trained, minlength=n).astype(np.int32),
+        spans=np.bincount(record, weights=span_start, minlength=n).astype(np.int32),
+        masked_spans=np.bincount(record, weights=masked_start, minlength=n).astype(np.int32),
     )
 
 
