@@ -1,6 +1,6 @@
 """Texts -> normalized keys and MinHash signatures, a whole batch at a time.
 
-Signatures are datasketch's: the permutations come from `datasketch.MinHash(num_perm, seed, scheme="affine32")` and
+Signatures are datasketch's: the permutations are those of `datasketch.MinHash(num_perm, seed, scheme="affine32")` and
 each signature equals what `MinHash.update_batch` gives for the same shingle hashes (a test holds them to it). What
 differs is the batching: shingles of many records are hashed with xxhash and permuted in one numpy call, instead of one
 MinHash object (and one `update` per shingle) per record.
@@ -181,11 +181,13 @@ def tokens(text: str, shingles: str, how: Normalize) -> list[str]:
 
 @lru_cache(maxsize=8)
 def permutations(num_perm: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """datasketch's affine32 permutation parameters (a odd, b) for this num_perm and seed."""
-    from datasketch import MinHash  # imported on use: datasketch pulls in scipy, which builds without dedup never need
-
-    a, b = MinHash(num_perm=num_perm, seed=seed, scheme=SCHEME).permutations
-    return a.astype(np.uint32), b.astype(np.uint32)
+    """datasketch's affine32 permutation parameters (a odd, b) for this num_perm and seed, drawn as
+    `MinHash(num_perm, seed, scheme="affine32")` draws them (a test holds them equal), without importing datasketch
+    (which imports scipy)."""
+    draw = np.random.RandomState(seed)
+    a = draw.randint(0, 1 << 31, num_perm, dtype=np.uint32) * np.uint32(2) + np.uint32(1)
+    b = draw.randint(0, 1 << 32, num_perm, dtype=np.uint32)
+    return a, b
 
 
 def mix64(h: np.ndarray, x: np.ndarray) -> np.ndarray:
