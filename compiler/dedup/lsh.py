@@ -55,12 +55,17 @@ def _miss_integral(lo: float, hi: float, bands: np.ndarray, rows: np.ndarray, nu
     """Integral over [lo, hi] of (1 - s^rows)^bands per pair, the chance that a pair of similarity s shares no band.
 
     Exact up to rounding: the integrand is a polynomial of degree bands x rows <= num_perm, and Gauss-Legendre with
-    num_perm // 2 + 1 nodes integrates every polynomial of degree 2 x (num_perm // 2) + 1 >= num_perm exactly."""
+    num_perm // 2 + 1 nodes integrates every polynomial of degree 2 x (num_perm // 2) + 1 >= num_perm exactly.
+    Computed per rows value for every bands value at once (small arrays: a second at num_perm 1024 as one gather)."""
     x, w = _nodes(num_perm // 2 + 1)
     s = (hi - lo) / 2 * x + (hi + lo) / 2
+    by_shape = np.zeros((num_perm + 1, num_perm + 1))  # [rows, bands]
     with np.errstate(divide="ignore"):  # s = 1 at a threshold of 1: log(0), and the empty interval weighs 0
-        lonely = np.log1p(-(s[None, :] ** np.arange(1, num_perm + 1)[:, None]))  # log(1 - s^r), r = 1..num_perm
-    return np.exp(bands[:, None] * lonely[rows - 1]) @ w * ((hi - lo) / 2)
+        for r in range(1, num_perm + 1):
+            most = num_perm // r
+            lonely = np.log1p(-(s**r))  # log(1 - s^r) at each node
+            by_shape[r, 1 : most + 1] = np.exp(np.outer(np.arange(1, most + 1), lonely)) @ w
+    return by_shape[rows, bands] * ((hi - lo) / 2)
 
 
 @lru_cache(maxsize=4)
