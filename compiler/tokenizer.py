@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -199,6 +200,26 @@ def is_hub_id(tspec: TokenizerSpec) -> bool:
     return tspec.name != "qwen3" and not Path(tspec.name).expanduser().exists() and not _looks_like_path(tspec.name)
 
 
+_PARSED: OrderedDict[tuple[str, str], Tokenizer] = OrderedDict()
+PARSED_KEPT = 4
+"""Parsed tokenizer.json files kept per process: Qwen3's takes ~0.8 s to parse, and a session (a notebook, the test
+suite) builds many packages with it."""
+
+
+def _parsed(file: Path) -> Tokenizer:
+    """`Tokenizer.from_file`, parsed once per process for the same bytes at the same path (dsc never changes a
+    tokenizer's settings, so builds can share one)."""
+    key = (str(file.resolve()), hashlib.sha256(file.read_bytes()).hexdigest())
+    if key in _PARSED:
+        _PARSED.move_to_end(key)
+        return _PARSED[key]
+    backend = Tokenizer.from_file(str(file))
+    _PARSED[key] = backend
+    while len(_PARSED) > PARSED_KEPT:
+        _PARSED.popitem(last=False)
+    return backend
+
+
 def load_tokenizer(tspec: TokenizerSpec, spec: Spec | None = None, offline: bool = False) -> LoadedTokenizer:
     """Resolve `qwen3`, a local folder or file, or a Hub id into a LoadedTokenizer (`offline`: a Hub id only from the
     local cache)."""
@@ -207,7 +228,7 @@ def load_tokenizer(tspec: TokenizerSpec, spec: Spec | None = None, offline: bool
     eos = tspec.eos_token
     if (folder / "tokenizer.json").is_file():
         try:
-            backend = Tokenizer.from_file(str(folder / "tokenizer.json"))
+            backend = _parsed(folder / "tokenizer.json")
         except Exception as exc:  # noqa: BLE001 - a corrupt file is reported, not raised
             raise _fail(spec, f"cannot read {folder / 'tokenizer.json'}: {exc}") from None
         eos = eos or _special(folder, "eos_token")

@@ -190,11 +190,12 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 
 def _cmd_build(args: argparse.Namespace) -> int:
-    from dsc.api import compile_and_write
-    from dsc.compiler.pipeline import Options
     from dsc.compiler.spec import load_spec
 
-    spec = load_spec(args.spec, _overrides(args), OVERRIDE_ORIGINS)
+    spec = load_spec(args.spec, _overrides(args), OVERRIDE_ORIGINS)  # before the build's imports: a bad spec fails fast
+    from dsc.api import compile_and_write
+    from dsc.compiler.pipeline import Options
+
     _progress(args.quiet)
     package, compiled = compile_and_write(spec, Options(limit=args.limit, num_proc=args.num_proc, engine=args.engine))
     c = compiled.counts
@@ -367,18 +368,19 @@ def _side_by_side(left: str, right: str, width: int = 58) -> str:
 
 def _preview_duplicates(args: argparse.Namespace) -> int:
     """The first clusters dedup finds: the kept record's compared text beside each dropped one's."""
+    from dsc.compiler.errors import Problem, SpecError
+    from dsc.compiler.spec import load_spec
+
+    spec = load_spec(args.spec, _overrides(args), OVERRIDE_ORIGINS)  # before the pipeline's imports: fails fast
+    if spec.dedup is None:
+        raise SpecError(Problem("the spec has no dedup: section, so there are no clusters to show", spec.where()))
     import datasets
     import numpy as np
 
     from dsc.compiler.dedup.passes import compared_texts, deduplicate
     from dsc.compiler.engine.spill import take
-    from dsc.compiler.errors import Problem, SpecError
     from dsc.compiler.pipeline import Options, render
-    from dsc.compiler.spec import load_spec
 
-    spec = load_spec(args.spec, _overrides(args), OVERRIDE_ORIGINS)
-    if spec.dedup is None:
-        raise SpecError(Problem("the spec has no dedup: section, so there are no clusters to show", spec.where()))
     datasets.disable_progress_bars()
     rendered = render(spec, Options(limit=args.limit), signatures=True)
     dups = deduplicate(spec, rendered)
@@ -406,13 +408,14 @@ def _preview_duplicates(args: argparse.Namespace) -> int:
 def _cmd_preview(args: argparse.Namespace) -> int:
     if args.duplicates:
         return _preview_duplicates(args)
+    from dsc.compiler.spec import load_spec
+
+    spec = load_spec(args.spec, _overrides(args), OVERRIDE_ORIGINS)  # before the pipeline's imports: fails fast
+    import datasets
+
     from dsc.compiler.encode import IGNORE
     from dsc.compiler.pipeline import Options, render, tokenize
-    from dsc.compiler.spec import load_spec
     from dsc.compiler.tokenizer import load_tokenizer
-
-    spec = load_spec(args.spec, _overrides(args), OVERRIDE_ORIGINS)
-    import datasets
 
     datasets.disable_progress_bars()
     rendered = render(spec, Options(limit=args.n))

@@ -1,4 +1,4 @@
-"""Shared fixtures: the repo's paths, a CLI runner, and packages built once per session from the built-in formats."""
+"""Shared fixtures: the repo's paths, a CLI runner, and packages built once per test run from the built-in formats."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import io
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -57,18 +58,31 @@ def dsc_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = No
     return subprocess.CompletedProcess(["dsc", *args], code, out.getvalue(), err.getvalue())
 
 
+def made_once(tmp_path_factory: pytest.TempPathFactory, name: str, make: Callable[[Path], object]) -> Path:
+    """The folder `make(folder)` fills, made once per test run: under pytest-xdist the workers share the run's base
+    temporary folder, and the first worker to ask makes it while the others wait on a lock. Callers must not change
+    what is in it (copy it first)."""
+    from filelock import FileLock
+
+    base = tmp_path_factory.getbasetemp()
+    root = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "made-once"
+    root.mkdir(exist_ok=True)
+    folder, done = root / name, root / f"{name}.done"
+    with FileLock(str(root / f"{name}.lock")):
+        if not done.exists():
+            make(folder)
+            done.touch()
+    return folder
+
+
 @pytest.fixture(scope="session")
 def packages(tmp_path_factory: pytest.TempPathFactory):
-    """Build a built-in format once per session: `packages("alpaca")` -> the package folder."""
+    """Build a built-in format once per test run (shared by the xdist workers): `packages("alpaca")` -> the package
+    folder, read-only (a test that changes a package copies it first)."""
     import dsc
 
-    built: dict[str, Path] = {}
-    root = tmp_path_factory.mktemp("packages")
-
     def get(name: str) -> Path:
-        if name not in built:
-            built[name] = dsc.build(FORMATS / f"{name}.yaml", output=root / name).path
-        return built[name]
+        return made_once(tmp_path_factory, f"package-{name}", lambda folder: dsc.build(FORMATS / f"{name}.yaml", output=folder))
 
     return get
 
@@ -83,26 +97,28 @@ def tiny_tokenizer(tmp_path_factory: pytest.TempPathFactory) -> Path:
     decodes back exactly), saved as a folder that `tokenizer:` / `--tokenizer` and `AutoTokenizer` load: EOS
     `<|im_end|>`, pad `<|endoftext|>`. For tests about the launcher or a trainer, not about Qwen3: a model sized to it
     has a 1k-row embedding and output layer instead of Qwen3's 151k, which is most of a CPU training step."""
-    import json
 
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
+    def make(folder: Path) -> None:
+        import json
 
-    corpus: list[str] = []
-    for name in ("alpaca_en_demo.json", "gorilla_torchhub_train.jsonl"):
-        text = (DATA / name).read_text(encoding="utf-8")
-        records = json.loads(text) if name.endswith(".json") else [json.loads(line) for line in text.splitlines() if line]
-        corpus += [" ".join(str(v) for v in r.values()) for r in records[:400]]
-    backend = Tokenizer(models.BPE())
-    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    backend.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=1024, special_tokens=list(TINY_SPECIALS), initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False
-    )
-    backend.train_from_iterator(corpus, trainer)
-    folder = tmp_path_factory.mktemp("tiny-tokenizer")
-    PreTrainedTokenizerFast(tokenizer_object=backend, eos_token="<|im_end|>", pad_token="<|endoftext|>").save_pretrained(folder)
-    return folder
+        from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+        from transformers import PreTrainedTokenizerFast
+
+        corpus: list[str] = []
+        for name in ("alpaca_en_demo.json", "gorilla_torchhub_train.jsonl"):
+            text = (DATA / name).read_text(encoding="utf-8")
+            records = json.loads(text) if name.endswith(".json") else [json.loads(line) for line in text.splitlines() if line]
+            corpus += [" ".join(str(v) for v in r.values()) for r in records[:400]]
+        backend = Tokenizer(models.BPE())
+        backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        backend.decoder = decoders.ByteLevel()
+        trainer = trainers.BpeTrainer(
+            vocab_size=1024, special_tokens=list(TINY_SPECIALS), initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False
+        )
+        backend.train_from_iterator(corpus, trainer)
+        PreTrainedTokenizerFast(tokenizer_object=backend, eos_token="<|im_end|>", pad_token="<|endoftext|>").save_pretrained(folder)
+
+    return made_once(tmp_path_factory, "tiny-tokenizer", make)
 
 
 def tiny_llama_config(tokenizer, **overrides):

@@ -1,4 +1,7 @@
-"""The command line as a user meets it: formats, validate, preview, build with options, and a light startup."""
+"""The command line as a user meets it: formats, validate, preview, build with options, and a light startup.
+
+Commands run in this process (conftest's `dsc_cli`) unless the test is about the process: `dsc formats` and the
+second build of the worker test run the real CLI, and the startup test runs fresh interpreters."""
 
 from __future__ import annotations
 
@@ -21,14 +24,14 @@ def test_formats_lists_builtins() -> None:
 
 
 def test_validate_writes_nothing(tmp_path: Path) -> None:
-    result = run_dsc("validate", str(REPO / "formats/gorilla.yaml"), "-q", cwd=tmp_path)
+    result = dsc_cli("validate", str(REPO / "formats/gorilla.yaml"), "-q", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "837 records read, 835 valid, 2 invalid" in result.stdout
     assert list(tmp_path.iterdir()) == []
 
 
 def test_preview_marks_masked_tokens(tmp_path: Path) -> None:
-    result = run_dsc("preview", str(REPO / "formats/gorilla.yaml"), "-n", "3", cwd=tmp_path)
+    result = dsc_cli("preview", str(REPO / "formats/gorilla.yaml"), "-n", "3", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     out = result.stdout
     assert out.count("── gorilla_torchhub_train.jsonl#") == 3
@@ -38,7 +41,7 @@ def test_preview_marks_masked_tokens(tmp_path: Path) -> None:
 
 
 def test_build_by_builtin_name_with_options(tmp_path: Path) -> None:
-    result = run_dsc("build", "adgen", "--limit", "30", "--output", "pkg", "-q", cwd=tmp_path)
+    result = dsc_cli("build", "adgen", "--limit", "30", "--output", "pkg", "-q", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "30 read" in result.stdout
     phases = re.search(r"time: read \+ render [\d.]+ s, dedup [\d.]+ s, tokenize [\d.]+ s, write .* [\d.]+ s", result.stdout)

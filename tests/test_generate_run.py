@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import DATA, FORMATS, REPO, dsc_cli, run_dsc
+from conftest import DATA, FORMATS, REPO, dsc_cli
 from dsc.compiler.errors import SpecError
 from dsc.compiler.generate.journal import journal_path
 from dsc.compiler.generate.run import GenerateStopped, generate, prompt_for
@@ -151,8 +151,8 @@ def test_failing_endpoint_stops_the_run_and_a_rerun_resumes(tmp_path: Path):
 def test_auth_error_is_a_clean_cli_error(tmp_path: Path):
     with OpenAIServer(scripted(*[error(401, "Incorrect API key provided")] * 5)) as server:
         spec = write_spec(tmp_path, server.url, api_key_env="LOOPBACK_KEY")
-        missing = run_dsc("generate", str(spec), "-q", env={"LOOPBACK_KEY": ""})
-        refused = run_dsc("generate", str(spec), "-q", env={"LOOPBACK_KEY": "sk-wrong"})
+        missing = dsc_cli("generate", str(spec), "-q", env={"LOOPBACK_KEY": ""})
+        refused = dsc_cli("generate", str(spec), "-q", env={"LOOPBACK_KEY": "sk-wrong"})
     assert missing.returncode == 2 and "the environment variable LOOPBACK_KEY is not set" in missing.stderr
     assert refused.returncode == 1 and "HTTP 401: Incorrect API key provided (the API key was refused)" in refused.stderr
     assert "Traceback" not in refused.stderr + missing.stderr
@@ -209,13 +209,13 @@ def test_sigkill_mid_run_then_resume_repeats_no_work(tmp_path: Path):
         kept_before = len(spec.output.read_text(encoding="utf-8").splitlines())
         calls_before = len(server.calls)
         assert 0 < kept_before < target
-        resumed = run_dsc("generate", str(spec_path), "-q")
+        resumed = dsc_cli("generate", str(spec_path), "-q")  # the resume needs no process of its own; the kill did
         assert resumed.returncode == 0, resumed.stderr
         second = [c.prompt for c in server.calls[calls_before:]]
         assert not {prompt_for(spec, k) for k in answered} & set(second)  # no answered request asked again
         # the same run without a kill, on a fresh output: the same records, in the same order
         fresh_path = write_spec(tmp_path, server.url, "fresh", num_instructions=target, concurrency=10)
-        assert run_dsc("generate", str(fresh_path), "-q").returncode == 0
+        assert dsc_cli("generate", str(fresh_path), "-q").returncode == 0
     assert f"{target} of {target} records" in resumed.stdout and "from an earlier run" in resumed.stdout
     assert records(spec.output) == records(tmp_path / "fresh.jsonl")
 
@@ -226,6 +226,6 @@ def test_an_edited_output_is_refused_with_its_line(tmp_path: Path):
         generate(spec, progress=False)
         with spec.output.open("a", encoding="utf-8") as fh:
             fh.write('{"instruction": "added by hand", "input": "", "output": "x"}\n')
-        result = run_dsc("generate", str(spec.path), "-q")
+        result = dsc_cli("generate", str(spec.path), "-q")
     assert result.returncode == 2
     assert f"{spec.output}:4: not a record dsc generate wrote" in result.stderr

@@ -16,8 +16,10 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import REPO, run_dsc
+from conftest import FORMATS, REPO, run_dsc
 from hub_server import LoopbackHub, loopback_env
+
+import dsc
 
 TOKEN = "hf_dscTESTsecret0123456789abcdefALICE"
 BOB_TOKEN = "hf_dscTESTsecret0123456789abcdefBOB"
@@ -146,14 +148,13 @@ def test_new_user_logs_in_publishes_privately_and_reads_it_back(hub: LoopbackHub
     )
 
 
-def test_lfs_uploads_and_a_changed_package_replaces_its_shards_on_a_new_branch(packages, tmp_path: Path):
+def test_lfs_uploads_and_a_changed_package_replaces_its_shards_on_a_new_branch(tmp_path: Path):
     """LFS upload mode (what huggingface.co asks for Parquet), a branch, and stale shards removed in the same commit."""
     with LoopbackHub(lfs=True) as hub:
         hub.add_user("alice", TOKEN, orgs=("dsc-org",))
         env = hub_env(hub.url, tmp_path, HF_HUB_DISABLE_XET="1")
         small = tmp_path / "gorilla-small"
-        built = run_dsc("build", "formats/gorilla.yaml", "--limit", "30", "-o", str(small), "-q", env=env)
-        assert built.returncode == 0, built.stderr
+        dsc.build(FORMATS / "gorilla.yaml", output=small, limit=30)  # the package is the subject, not its build
         first = run_dsc("publish", str(small), "--repo", "dsc-org/gorilla", env=env)
         assert first.returncode == 0, first.stderr
         repo = hub.repo("dsc-org/gorilla")
@@ -168,8 +169,7 @@ def test_lfs_uploads_and_a_changed_package_replaces_its_shards_on_a_new_branch(p
 
         # Same name, different content, on a new branch: main keeps the first, the branch gets the second.
         bigger = tmp_path / "gorilla-bigger"
-        built = run_dsc("build", "formats/gorilla.yaml", "--limit", "60", "-o", str(bigger), "-q", env=env)
-        assert built.returncode == 0, built.stderr
+        dsc.build(FORMATS / "gorilla.yaml", output=bigger, limit=60)
         second = run_dsc(
             "publish",
             str(bigger),

@@ -31,14 +31,82 @@ BLOCK_ROWS = 1 << 16
 """Records whose band is hashed at a time."""
 
 
+WEIGHTS = (0.1, 0.9)
+"""(false positive, false negative) weights of the band search: a missed near-copy costs nine times a wasted check."""
+TIE = 3e-8
+"""Shapes whose weighted errors lie closer than this may rank either way in datasketch: it integrates each area with
+scipy's `quad` to 1.49e-8 (its default tolerance; up to 4.4e-10 off on the test grid, where this module's areas are
+exact to ~1e-15), so the difference of two errors is good to twice that. On such a tie `band_shape` asks datasketch."""
+
+
+@lru_cache(maxsize=4)
+def _nodes(count: int) -> tuple[np.ndarray, np.ndarray]:
+    return np.polynomial.legendre.leggauss(count)
+
+
+def _pairs(num_perm: int) -> tuple[np.ndarray, np.ndarray]:
+    """Every (bands, rows) with bands x rows <= num_perm, in datasketch's search order (bands, then rows, ascending)."""
+    bands = np.repeat(np.arange(1, num_perm + 1), [num_perm // b for b in range(1, num_perm + 1)])
+    rows = np.concatenate([np.arange(1, num_perm // b + 1) for b in range(1, num_perm + 1)])
+    return bands, rows
+
+
+def _miss_integral(lo: float, hi: float, bands: np.ndarray, rows: np.ndarray, num_perm: int) -> np.ndarray:
+    """Integral over [lo, hi] of (1 - s^rows)^bands per pair, the chance that a pair of similarity s shares no band.
+
+    Exact up to rounding: the integrand is a polynomial of degree bands x rows <= num_perm, and Gauss-Legendre with
+    num_perm // 2 + 1 nodes integrates every polynomial of degree 2 x (num_perm // 2) + 1 >= num_perm exactly.
+    Computed per rows value for every bands value at once (small arrays: a second at num_perm 1024 as one gather)."""
+    x, w = _nodes(num_perm // 2 + 1)
+    s = (hi - lo) / 2 * x + (hi + lo) / 2
+    by_shape = np.zeros((num_perm + 1, num_perm + 1))  # [rows, bands]
+    with np.errstate(divide="ignore"):  # s = 1 at a threshold of 1: log(0), and the empty interval weighs 0
+        for r in range(1, num_perm + 1):
+            most = num_perm // r
+            lonely = np.log1p(-(s**r))  # log(1 - s^r) at each node
+            by_shape[r, 1 : most + 1] = np.exp(np.outer(np.arange(1, most + 1), lonely)) @ w
+    return by_shape[rows, bands] * ((hi - lo) / 2)
+
+
+@lru_cache(maxsize=4)
+def band_areas(threshold: float, num_perm: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(bands, rows, false positive area, false negative area) of every band shape, in datasketch's search order: the
+    area under the S-curve 1 - (1 - s^rows)^bands below the threshold (pairs that share a band but should not), and
+    the area above the curve from the threshold up (pairs that should but share none). Read-only arrays."""
+    bands, rows = _pairs(num_perm)
+    false_positive = threshold - _miss_integral(0.0, threshold, bands, rows, num_perm)
+    false_negative = _miss_integral(threshold, 1.0, bands, rows, num_perm)
+    for array in (bands, rows, false_positive, false_negative):
+        array.flags.writeable = False
+    return bands, rows, false_positive, false_negative
+
+
+def optimal_param(threshold: float, num_perm: int, weights: tuple[float, float] = WEIGHTS) -> tuple[tuple[int, int], float]:
+    """datasketch's `_optimal_param` in numpy, without scipy: the (bands, rows) of least weighted error (the first in
+    search order on a tie), and how far the runner-up's error lies above it."""
+    bands, rows, false_positive, false_negative = band_areas(threshold, num_perm)
+    error = weights[0] * false_positive + weights[1] * false_negative
+    best = int(np.argmin(error))
+    runner_up = np.partition(error, 1)[1] if len(error) > 1 else np.inf
+    return (int(bands[best]), int(rows[best])), float(runner_up - error[best])
+
+
 @lru_cache(maxsize=16)
 def band_shape(threshold: float, num_perm: int) -> tuple[int, int]:
-    """(bands, rows) that datasketch's MinHashLSH picks for this threshold: it weighs false positives and false
-    negatives equally over the S-curve."""
-    from datasketch import MinHashLSH  # here, not at import: datasketch pulls in scipy (0.3 s) for builds without dedup
+    """(bands, rows) that datasketch's `MinHashLSH(threshold, num_perm, weights=WEIGHTS)` picks (a test holds them
+    equal on a dense grid): it weighs false positives and false negatives over the S-curve. Computed here, since
+    datasketch's search imports scipy (over a second) and integrates each of hundreds of shapes with `quad`; on a
+    numerical tie (margin under TIE) datasketch itself decides. Raises datasketch's ValueError when fewer than 2
+    bands win (a threshold near 1 with few permutations)."""
+    shape, margin = optimal_param(threshold, num_perm)
+    if margin < TIE:
+        from datasketch import MinHashLSH
 
-    lsh = MinHashLSH(threshold=threshold, num_perm=num_perm, weights=(0.1, 0.9))
-    return lsh.b, lsh.r
+        lsh = MinHashLSH(threshold=threshold, num_perm=num_perm, weights=WEIGHTS)
+        return lsh.b, lsh.r
+    if shape[0] < 2:
+        raise ValueError("The number of bands are too small (b < 2)")
+    return shape
 
 
 def find(parent: np.ndarray) -> np.ndarray:

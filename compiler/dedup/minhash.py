@@ -1,6 +1,6 @@
 """Texts -> normalized keys and MinHash signatures, a whole batch at a time.
 
-Signatures are datasketch's: the permutations come from `datasketch.MinHash(num_perm, seed, scheme="affine32")` and
+Signatures are datasketch's: the permutations are those of `datasketch.MinHash(num_perm, seed, scheme="affine32")` and
 each signature equals what `MinHash.update_batch` gives for the same shingle hashes (a test holds them to it). What
 differs is the batching: shingles of many records are hashed with xxhash and permuted in one numpy call, instead of one
 MinHash object (and one `update` per shingle) per record.
@@ -181,11 +181,13 @@ def tokens(text: str, shingles: str, how: Normalize) -> list[str]:
 
 @lru_cache(maxsize=8)
 def permutations(num_perm: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """datasketch's affine32 permutation parameters (a odd, b) for this num_perm and seed."""
-    from datasketch import MinHash  # imported on use: datasketch pulls in scipy, which builds without dedup never need
-
-    a, b = MinHash(num_perm=num_perm, seed=seed, scheme=SCHEME).permutations
-    return a.astype(np.uint32), b.astype(np.uint32)
+    """datasketch's affine32 permutation parameters (a odd, b) for this num_perm and seed, drawn as
+    `MinHash(num_perm, seed, scheme="affine32")` draws them (a test holds them equal), without importing datasketch
+    (which imports scipy)."""
+    draw = np.random.RandomState(seed)
+    a = draw.randint(0, 1 << 31, num_perm, dtype=np.uint32) * np.uint32(2) + np.uint32(1)
+    b = draw.randint(0, 1 << 32, num_perm, dtype=np.uint32)
+    return a, b
 
 
 def mix64(h: np.ndarray, x: np.ndarray) -> np.ndarray:
@@ -213,20 +215,36 @@ def _sentinels(count: int, salt: int) -> list[int]:
     return [xxhash.xxh3_64_intdigest(b"\x00dsc-edge", seed=salt * 64 + i) for i in range(count)]
 
 
-def token_hashes(tokens: pa.StringArray | pa.BinaryArray) -> np.ndarray:
+def token_hashes(tokens: pa.StringArray | pa.BinaryArray | pa.LargeBinaryArray) -> np.ndarray:
     """xxh3_64 of every token's UTF-8 bytes, hashing each distinct token once (a batch repeats most of its words)."""
     encoded = tokens.cast(pa.binary()).dictionary_encode()
     distinct = np.fromiter(
         (xxhash.xxh3_64_intdigest(t) for t in encoded.dictionary.to_pylist()), dtype=np.uint64, count=len(encoded.dictionary)
     )
-    return distinct[encoded.indices.to_numpy(zero_copy_only=False)]
+    return distinct[_positions(encoded.indices)]
+
+
+def _positions(indices: pa.Int32Array) -> np.ndarray:
+    """A dictionary's int32 indices (no nulls) as numpy, read from the Arrow buffer: pyarrow's `to_numpy` imports
+    pandas, 0.7 s in a process that has no other use for it."""
+    assert indices.type == pa.int32() and indices.null_count == 0
+    return np.frombuffer(indices.buffers()[1], dtype=np.int32, count=len(indices), offset=indices.offset * 4)
+
+
+def utf8_array(strings: Sequence[str]) -> pa.BinaryArray:
+    """The strings' UTF-8 bytes as one Arrow array, built from buffers: `pa.array(strings)` would import pandas (0.7 s
+    in a process that has no other use for it, such as `dsc generate`). A lone surrogate raises UnicodeEncodeError."""
+    encoded = [s.encode() for s in strings]
+    offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
+    np.cumsum(np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded)), out=offsets[1:])
+    buffers = [None, pa.py_buffer(offsets), pa.py_buffer(b"".join(encoded))]
+    return pa.LargeBinaryArray.from_buffers(pa.large_binary(), len(encoded), buffers)
 
 
 def shingle_hashes(token_lists: Sequence[list[str]], ngram: int) -> tuple[np.ndarray, np.ndarray]:
     """32-bit hashes of every shingle of every text's tokens, and each text's [start, end) offsets into them."""
     counts = np.fromiter((len(t) for t in token_lists), dtype=np.int64, count=len(token_lists))
-    flat = pa.array(list(chain.from_iterable(token_lists)), pa.string())
-    return _shingles(token_hashes(flat), counts, ngram)
+    return _shingles(token_hashes(utf8_array(list(chain.from_iterable(token_lists)))), counts, ngram)
 
 
 def _shingles(hashes: np.ndarray, counts: np.ndarray, ngram: int) -> tuple[np.ndarray, np.ndarray]:
@@ -268,7 +286,7 @@ def text_shingle_hashes(texts: Sequence[str], near: Near, how: Normalize) -> tup
         if joined is None:
             lists = [tokens(texts[i], near.shingles, how) for i in index]
             group_counts = np.array([len(t) for t in lists], dtype=np.int64)
-            hashes.append(token_hashes(pa.array(list(chain.from_iterable(lists)), pa.string())))
+            hashes.append(token_hashes(utf8_array(list(chain.from_iterable(lists)))))
         else:
             group_hashes, group_counts = _bulk_tokens(joined, near.shingles, how.punctuation)
             hashes.append(group_hashes)
