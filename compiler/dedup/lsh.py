@@ -56,7 +56,8 @@ def _miss_integral(lo: float, hi: float, bands: np.ndarray, rows: np.ndarray, nu
 
     Exact up to rounding: the integrand is a polynomial of degree bands x rows <= num_perm, and Gauss-Legendre with
     num_perm // 2 + 1 nodes integrates every polynomial of degree 2 x (num_perm // 2) + 1 >= num_perm exactly.
-    Computed per rows value for every bands value at once (small arrays: a second at num_perm 1024 as one gather)."""
+    One rows value at a time, for all of its bands values: small arrays (one array over every pair took seconds at
+    num_perm 1024)."""
     x, w = _nodes(num_perm // 2 + 1)
     s = (hi - lo) / 2 * x + (hi + lo) / 2
     by_shape = np.zeros((num_perm + 1, num_perm + 1))  # [rows, bands]
