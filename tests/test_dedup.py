@@ -185,6 +185,7 @@ def test_keep_rules(tmp_path: Path) -> None:
         ("  keep: {max: content}", "'content' is not an integer or number field"),
         ("  near: {bands: 8}", "give both bands and rows"),
         ("  near: {bands: 20, rows: 8}", "exceeds num_perm 128"),
+        ("  near: {threshold: 0.99, num_perm: 16}", "leaves fewer than 2 LSH bands"),
         ("  near: {shingle: word}", "unknown key 'shingle' (did you mean 'shingles'?)"),
         ("  exact: false\n  near: false", "both off"),
     ],

@@ -122,6 +122,14 @@ def parse_dedup(
             raise fail(("dedup", "near"), "give both bands and rows, or neither (then the threshold picks them)")
         if near.bands is not None and near.rows is not None and near.bands * near.rows > near.num_perm:
             raise fail(("dedup", "near", "bands"), f"bands x rows = {near.bands * near.rows} exceeds num_perm {near.num_perm}")
+        if near.bands is None:
+            from dsc.compiler.dedup.lsh import band_shape  # here: lsh imports minhash, which imports this module
+
+            try:
+                band_shape(near.threshold, near.num_perm)
+            except ValueError:
+                raise fail(("dedup", "near", "threshold"), f"threshold {near.threshold} with num_perm {near.num_perm} leaves fewer than 2 "
+                           "LSH bands; lower the threshold, raise num_perm, or give bands and rows") from None
     exact = raw.get("exact", True)
     if not exact and near is None:
         raise fail(("dedup",), "exact and near are both off: remove the dedup section instead")
