@@ -240,7 +240,7 @@ class Measures:
     scripts: dict[str, dict[str, int]]
     openings: list[tuple[str, int]]
     openings_bound: int = 0
-    """0 when the openings were counted over every distinct opening; else an opening with fewer records than this
+    """0 when the openings were counted over every distinct opening; else an opening of this many records or fewer
     may be missing from them (`OpeningTally`)."""
 
 

@@ -356,8 +356,8 @@ def _text(ctx: Context) -> tuple[str, dict[str, str]]:
         html.table(["script", "letters", "of letters", "records", "of records"], rows, "scripts-table"),
         "<h3>Most common prompt openings</h3>",
         '<p class="note">The first line of each prompt, cut to 60 characters: how many records each template opening covers.'
-        + (f" Counted over a summary (too many distinct openings to list): an opening with fewer than {ctx.measured.openings_bound:,}"
-           " records may be missing." if ctx.measured.openings_bound else "") + "</p>",
+        + (f" Counted over a summary (too many distinct openings to list): an opening of {ctx.measured.openings_bound:,} record(s)"
+           " or fewer may be missing." if ctx.measured.openings_bound else "") + "</p>",
         html.table(["opening", "records", "of records"], [(o, n, f"{100 * n / records:.1f}%") for o, n in opened], "openings-table"),
     ]
     return "\n".join(body), {}
