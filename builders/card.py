@@ -6,7 +6,7 @@ from typing import Any
 
 import yaml
 from dsc.builders.manifest import tokenizer_identity
-from dsc.compiler.pipeline import PACKAGE_FEATURES, Compiled
+from dsc.compiler.pipeline import Compiled, package_features_yaml
 
 _SIZES = [(1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"), (10_000_000, "1M<n<10M")]
 
@@ -44,7 +44,7 @@ def card_header(compiled: Compiled, split_info: dict[str, dict[str, int]], finge
         ],
         "dataset_info": {
             "config_name": "default",
-            "features": PACKAGE_FEATURES._to_yaml_list(),
+            "features": package_features_yaml(),
             "splits": [
                 {"name": name, "num_bytes": info["num_bytes"], "num_examples": info["num_examples"]}
                 for name, info in split_info.items()
@@ -110,9 +110,10 @@ def card_body(compiled: Compiled) -> str:
         lines += ["`templates.chat`: the tokenizer's own chat template (its hash is the tokenizer's, in `manifest.json`).", ""]
     for t in spec.templates:
         lines += [f"`{t.key}`" + (f" (from `{t.file.name}`)" if t.file else ""), "", _fence(t.text), ""]
-    train = compiled.splits["train"]
-    if len(train):
-        example = train[0]
+    train = compiled.spills["train"]
+    if train.rows:
+        (first,) = train.walk([(0, 1)], ["prompt", "response"])
+        example = first.to_pylist()[0]
         lines += ["## Example", "", "Prompt:", "", _fence(example["prompt"]), "", "Response:", "", _fence(example["response"]), ""]
     tok = compiled.tokenizer
     lines += [
@@ -136,7 +137,7 @@ def card_body(compiled: Compiled) -> str:
         "| split | records | tokens | trainable | min | mean | p50 | p95 | max |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
-    for name in compiled.splits:
+    for name in compiled.spills:
         t = compiled.tokens[name]
         length = t.get("length", {})
         lines.append(

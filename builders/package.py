@@ -27,7 +27,7 @@ from dsc.builders.duplicates import write_duplicates
 from dsc.builders.manifest import build_manifest
 from dsc.builders.outputs import PACKAGE, Kind, check_package_output, check_replaceable
 from dsc.compiler.engine.spill import Spill
-from dsc.compiler.pipeline import PACKAGE_FEATURES, Compiled
+from dsc.compiler.pipeline import Compiled, package_features
 
 MAX_SHARD_BYTES = 500 * 1024 * 1024
 """Shards stay under the Hub's recommended Parquet size (measured on the in-memory Arrow size, which Parquet beats)."""
@@ -67,7 +67,7 @@ def _write_split(spill: Spill, name: str, data_dir: Path) -> tuple[dict[str, dic
     (size,) = (arrow_size(whole) for whole in spill.walk([(0, spill.rows)]))  # reads the offsets only
     shards = max(1, math.ceil(size / MAX_SHARD_BYTES))
     rows_per = math.ceil(spill.rows / shards) if spill.rows else 0
-    metadata = {b"huggingface": json.dumps({"info": {"features": PACKAGE_FEATURES.to_dict()}}).encode()}
+    metadata = {b"huggingface": json.dumps({"info": {"features": package_features()}}).encode()}
     schema = spill.schema.with_metadata(metadata)
     files = {}
     for i in range(shards):

@@ -120,9 +120,9 @@ def _progress(quiet: bool) -> None:
     """Progress bars on long steps, only on a terminal and not with --quiet: redrawn bars in a CI log or a piped file are
     noise (dsc's own bars follow datasets' switch)."""
     if quiet or not sys.stderr.isatty():
-        import datasets
+        from dsc.compiler.engine.progress import disable_bars
 
-        datasets.disable_progress_bars()
+        disable_bars()
 
 
 def _cmd_formats(_: argparse.Namespace) -> int:
@@ -248,11 +248,10 @@ def _cmd_publish(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    import datasets
-
     from dsc.builders.export import export
+    from dsc.compiler.engine.progress import disable_bars
 
-    datasets.disable_progress_bars()
+    disable_bars()
     written = export(Path(args.package), args.to, Path(args.output) if args.output else None)
     print(f"dsc export: wrote {written.folder} for {args.to}; paste into your {args.to} config:")
     print(written.snippet, end="")
@@ -374,14 +373,14 @@ def _preview_duplicates(args: argparse.Namespace) -> int:
     spec = load_spec(args.spec, _overrides(args), OVERRIDE_ORIGINS)  # before the pipeline's imports: fails fast
     if spec.dedup is None:
         raise SpecError(Problem("the spec has no dedup: section, so there are no clusters to show", spec.where()))
-    import datasets
     import numpy as np
 
     from dsc.compiler.dedup.passes import compared_texts, deduplicate
+    from dsc.compiler.engine.progress import disable_bars
     from dsc.compiler.engine.spill import take
     from dsc.compiler.pipeline import Options, render
 
-    datasets.disable_progress_bars()
+    disable_bars()
     rendered = render(spec, Options(limit=args.limit), signatures=True)
     dups = deduplicate(spec, rendered)
     table = rendered.spill.table()
@@ -411,17 +410,16 @@ def _cmd_preview(args: argparse.Namespace) -> int:
     from dsc.compiler.spec import load_spec
 
     spec = load_spec(args.spec, _overrides(args), OVERRIDE_ORIGINS)  # before the pipeline's imports: fails fast
-    import datasets
-
     from dsc.compiler.encode import IGNORE
+    from dsc.compiler.engine.progress import disable_bars
     from dsc.compiler.pipeline import Options, render, tokenize
     from dsc.compiler.tokenizer import load_tokenizer
 
-    datasets.disable_progress_bars()
+    disable_bars()
     rendered = render(spec, Options(limit=args.n))
     tok = load_tokenizer(spec.tokenizer, spec)
     compiled = tokenize(spec, rendered, tok, Options())
-    rows = [row for split in compiled.splits.values() for row in split]
+    rows = [row for spill in compiled.spills.values() for row in spill.table().to_pylist()]
     rows.sort(key=lambda r: int(r["source_id"].rsplit("#", 1)[1]))
     color = _use_color(args.color)
     width = max(20, shutil.get_terminal_size((100, 24)).columns)

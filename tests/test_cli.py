@@ -70,13 +70,16 @@ def test_num_proc_gives_the_same_package(tmp_path: Path) -> None:
     assert one["files"] == two["files"]
 
 
-def test_help_and_validate_do_not_import_torch_or_transformers(tmp_path: Path) -> None:
+def test_help_validate_and_build_do_not_import_torch_transformers_or_datasets(tmp_path: Path) -> None:
+    """Each is a second or more of every CLI run: a build reads its splits from its own spills, not as Datasets."""
+    spec = str(REPO / "formats/adgen.yaml")
     code = (
         "import sys; from dsc.cli import main; "
-        f"rc = main(['validate', {str(REPO / 'formats/adgen.yaml')!r}, '-q']); "
-        "print(rc, 'torch' in sys.modules, 'transformers' in sys.modules)"
+        f"rc = main(['validate', {spec!r}, '-q']) + main(['build', {spec!r}, '--limit', '40', '-o', 'pkg', '-q']); "
+        "print(rc, *(name in sys.modules for name in ('torch', 'transformers', 'datasets')))"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, env={"PYTHONPATH": str(REPO)})
-    assert result.stdout.split()[-3:] == ["0", "False", "False"], result.stderr
+    assert result.stdout.split()[-4:] == ["0", "False", "False", "False"], result.stderr
+    assert (tmp_path / "pkg" / "manifest.json").is_file()
     help_run = subprocess.run([sys.executable, "-m", "dsc", "--help"], capture_output=True, text=True, env={"PYTHONPATH": str(REPO)})
     assert help_run.returncode == 0 and "build" in help_run.stdout

@@ -9,11 +9,12 @@ import shutil
 from pathlib import Path
 
 import datasets
+import pyarrow.parquet as pq
 import pytest
 import yaml
 from conftest import DATA, FORMATS
 from dsc.builders.package import write_package
-from dsc.compiler.pipeline import Options, compile_spec
+from dsc.compiler.pipeline import PACKAGE_SCHEMA, Options, compile_spec, package_features, package_features_yaml
 from dsc.compiler.spec import load_spec
 
 import dsc
@@ -38,6 +39,16 @@ def test_load_dataset_reads_the_folder_as_is(packages) -> None:
         "validation-00000-of-00001.parquet",
     ]
     assert loaded["train"][0]["source_id"].startswith("alpaca_en_demo.json#")
+
+
+def test_the_spelled_out_features_are_what_datasets_writes(packages) -> None:
+    """The build writes the Features' metadata without importing datasets: it must be datasets' own, byte for byte."""
+    features = datasets.Features.from_arrow_schema(PACKAGE_SCHEMA)
+    assert package_features() == features.to_dict()
+    assert package_features_yaml() == features._to_yaml_list()
+    shard = next((packages("adgen") / "data").glob("train-*.parquet"))
+    written = pq.read_schema(shard)
+    assert datasets.Features.from_arrow_schema(written) == features and written.remove_metadata() == PACKAGE_SCHEMA
 
 
 def test_card_header_and_body(packages) -> None:
