@@ -232,8 +232,8 @@ def test_launcher_rejects_bad_settings_before_loading(package: Path, tiny_model:
 
     model = ("--gpus", "0", "--model", str(tiny_model), "--output_dir", str(tmp_path / "out"))
     refusals = {
-        ("--resume_from_checkpoint", str(tmp_path)): "not a complete checkpoint (no trainer_state.json in it)",
-        ("--resume_from_checkpoint", "latest"): "--resume_from_checkpoint latest: no checkpoint-N folder in",
+        ("--resume_from_checkpoint", str(tmp_path)): "not a complete checkpoint (its trainer_state.json is missing or cut short",
+        ("--resume_from_checkpoint", "latest"): "--resume_from_checkpoint latest: no complete checkpoint-N folder in",
         ("--method", "prefix", "--packing"): "--packing works with full, lora, qlora: method 'prefix'",
     }
     if importlib.util.find_spec("bitsandbytes") is None:
@@ -245,6 +245,25 @@ def test_launcher_rejects_bad_settings_before_loading(package: Path, tiny_model:
     if importlib.util.find_spec("deepspeed") is None:
         result = launch(package, "--gpus", "2", "--backend", "deepspeed", "--method", "full", env={"DSC_GPU_COUNT": "2"})
         assert result.returncode == 2 and "pip install deepspeed" in result.stderr
+
+
+def test_a_checkpoint_cut_short_while_saving_is_passed_over(train_py: ModuleType, tmp_path: Path) -> None:
+    """Trainer writes trainer_state.json last but not atomically: a run killed while writing it leaves it empty or
+    cut short. Resuming must take the newest checkpoint whose state reads whole, and refuse a named one that does not."""
+    states = {"checkpoint-2": json.dumps({"global_step": 2}), "checkpoint-4": "", "checkpoint-6": '{"global_st'}
+    for name, text in states.items():
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "trainer_state.json").write_text(text)
+    (tmp_path / "checkpoint-8").mkdir()  # killed before the state was begun
+    assert train_py.last_checkpoint(str(tmp_path)) == tmp_path / "checkpoint-2"
+    settings = {"output_dir": str(tmp_path), "resume_from_checkpoint": "auto"}
+    assert train_py.resume_point(settings) == tmp_path / "checkpoint-2"
+    for cut in ("checkpoint-4", "checkpoint-6", "checkpoint-8"):
+        with pytest.raises(SystemExit, match="not a complete checkpoint"):
+            train_py.resume_point({**settings, "resume_from_checkpoint": str(tmp_path / cut)})
+    (tmp_path / "checkpoint-2" / "trainer_state.json").write_text("[]")
+    with pytest.raises(SystemExit, match="latest: no complete checkpoint-N folder"):
+        train_py.resume_point({**settings, "resume_from_checkpoint": "latest"})
 
 
 def test_model_with_another_tokenizer_is_refused(qwen3_train_py: ModuleType, tmp_path: Path) -> None:
@@ -317,7 +336,9 @@ def check_run(train_py: ModuleType, out: Path, tiny_model: Path, method: str, st
 
 
 @pytest.fixture(scope="module")
-def resumed_lora(tiny_package: Path, tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+def resumed_lora(
+    tiny_package: Path, tiny_model: Path, train_py: ModuleType, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, str]:
     """LoRA through launch.sh --gpus 1 on a host that shows 4 GPUs, killed once its first checkpoint is on disk and
     started again with the same command: it must go on from that checkpoint."""
     out = tmp_path_factory.mktemp("lora") / "out"
@@ -330,7 +351,7 @@ def resumed_lora(tiny_package: Path, tiny_model: Path, tmp_path_factory: pytest.
             ["bash", str(tiny_package / "launch.sh"), *args], cwd=tiny_package, env=env, stdout=sink, stderr=sink, start_new_session=True
         )
         deadline = time.monotonic() + 300
-        while not (out / "checkpoint-2" / "trainer_state.json").is_file():
+        while train_py.checkpoint_state(out / "checkpoint-2") is None:  # its trainer_state.json written whole
             assert first.poll() is None, log.read_text()[-3000:]
             assert time.monotonic() < deadline, "no checkpoint after 300 s"
             time.sleep(0.02)

@@ -137,14 +137,23 @@ def resolve(argv: list[str] | None = None) -> tuple[dict[str, Any], argparse.Nam
     return settings, args
 
 
+def checkpoint_state(path: Path) -> dict[str, Any] | None:
+    """A checkpoint's trainer state, or None when the checkpoint is not complete: Trainer writes trainer_state.json
+    last, and not atomically, so a run killed while saving leaves it missing, empty or cut short."""
+    try:
+        state = json.loads((path / "trainer_state.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return state if isinstance(state, dict) and isinstance(state.get("global_step"), int) else None
+
+
 def last_checkpoint(output_dir: str) -> Path | None:
-    """The newest complete checkpoint in output_dir: Trainer writes trainer_state.json last, so a run killed while
-    saving leaves a folder without it, which is skipped."""
+    """The newest complete checkpoint in output_dir (an incomplete one, the last save of a killed run, is skipped)."""
     folder = Path(output_dir)
     steps = [
         (int(match.group(1)), path)
         for path in (folder.iterdir() if folder.is_dir() else [])
-        if (match := re.fullmatch(r"checkpoint-(\d+)", path.name)) and (path / "trainer_state.json").is_file()
+        if (match := re.fullmatch(r"checkpoint-(\d+)", path.name)) and checkpoint_state(path) is not None
     ]
     return max(steps)[1] if steps else None
 
@@ -157,11 +166,14 @@ def resume_point(settings: dict[str, Any]) -> Path | None:
     if asked.lower() in ("auto", "latest"):
         found = last_checkpoint(settings["output_dir"])
         if found is None and asked.lower() == "latest":
-            sys.exit(f"train.py: --resume_from_checkpoint latest: no checkpoint-N folder in {settings['output_dir']}")
+            sys.exit(f"train.py: --resume_from_checkpoint latest: no complete checkpoint-N folder in {settings['output_dir']}")
         return found
     path = Path(asked)
-    if not (path / "trainer_state.json").is_file():
-        sys.exit(f"train.py: --resume_from_checkpoint {asked}: not a complete checkpoint (no trainer_state.json in it)")
+    if checkpoint_state(path) is None:
+        sys.exit(
+            f"train.py: --resume_from_checkpoint {asked}: not a complete checkpoint (its trainer_state.json is missing "
+            "or cut short: a save that did not finish)"
+        )
     return path
 
 
@@ -532,7 +544,8 @@ def main(argv: list[str] | None = None) -> None:
     resume = resume_point(settings)
     tokens_before = 0
     if resume is not None:
-        state = json.loads((resume / "trainer_state.json").read_text(encoding="utf-8"))
+        state = checkpoint_state(resume)
+        assert state is not None  # resume_point checked it
         tokens_before = state.get("num_input_tokens_seen", 0)
         print(
             f"train.py: resuming from {resume} (step {state['global_step']}); --resume_from_checkpoint no starts over",
