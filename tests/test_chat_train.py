@@ -14,7 +14,7 @@ from chat_oracle import assistant_mask
 from conftest import FORMATS, tiny_llama_config
 
 torch = pytest.importorskip("torch")
-pytest.importorskip("peft")
+pytestmark = pytest.mark.skipif(importlib.util.find_spec("peft") is None, reason="needs peft (pip install -e .[train])")
 
 
 @pytest.fixture(scope="module")

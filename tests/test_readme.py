@@ -2,7 +2,8 @@
 
 A block that cannot run here says why in an HTML comment on the line before its fence (`<!-- readme: skip <why> -->`),
 so what is not run is visible to anyone reading the README's source. Blocks run in a scratch folder holding copies of
-formats/, templates/ and the loopback test servers, with the installed `dsc` and `python` first on PATH.
+formats/, templates/ and the loopback test servers: bash blocks with the installed `dsc` and `python` first on PATH,
+python blocks in the test's own process.
 """
 
 from __future__ import annotations
@@ -81,14 +82,23 @@ def quick_start(packages) -> Path:
 
 
 @pytest.mark.parametrize("block", RUNNABLE, ids=str)
-def test_readme_block_runs(block: Block, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+def test_readme_block_runs(block: Block, tmp_path: Path, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bash block runs in bash; a python block runs in this process (fresh globals, the scratch folder as working
+    directory, offline), which spares it the Python start-up and the torch/transformers imports a worker already has."""
     if block.skip:
         pytest.skip(block.skip)  # before the quick start's package is built: a skipped block needs none
     work = scratch(tmp_path)
     shutil.copytree(request.getfixturevalue("quick_start"), work / "build" / "adgen")
-    env = _env()
-    command = ["bash", "-euo", "pipefail", "-c", block.text] if block.lang == "bash" else [sys.executable, "-c", block.text]
-    run = subprocess.run(command, cwd=work, env=env, capture_output=True, text=True, timeout=300)
+    if block.lang == "python":
+        import huggingface_hub.constants
+
+        monkeypatch.chdir(work)
+        monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+        monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # read once, when it was imported
+        exec(compile(block.text, str(block), "exec"), {"__name__": "__main__"})
+        return
+    command = ["bash", "-euo", "pipefail", "-c", block.text]
+    run = subprocess.run(command, cwd=work, env=_env(), capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, f"{block} failed:\n{block.text}\n--- stdout\n{run.stdout[-3000:]}\n--- stderr\n{run.stderr[-3000:]}"
     assert "Traceback" not in run.stderr, f"{block}:\n{run.stderr[-3000:]}"
 

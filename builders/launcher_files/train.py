@@ -326,12 +326,18 @@ def load_tokenizer(settings: dict[str, Any]) -> Any:
     return tokenizer
 
 
+def _bf16_setting(settings: dict[str, Any]) -> bool | None:
+    """bf16 as set: True, False, or None for "auto" (the GPU decides)."""
+    return None if settings["bf16"] == "auto" else bool(settings["bf16"])
+
+
 def _bf16(settings: dict[str, Any]) -> bool:
     import torch
 
-    if settings["bf16"] == "auto":
+    bf16 = _bf16_setting(settings)
+    if bf16 is None:
         return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-    return bool(settings["bf16"])
+    return bf16
 
 
 def load_model(settings: dict[str, Any], tokenizer: Any, checkpointing: bool) -> Any:
@@ -352,7 +358,7 @@ def load_model(settings: dict[str, Any], tokenizer: Any, checkpointing: bool) ->
     if method == "qlora":
         from transformers import BitsAndBytesConfig
 
-        kwargs["quantization_config"] = BitsAndBytesConfig(**qlora_quantization(settings, bf16))
+        kwargs["quantization_config"] = BitsAndBytesConfig(**qlora_quantization(settings, "bfloat16" if bf16 else "float16"))
         kwargs["device_map"] = {"": int(os.environ.get("LOCAL_RANK", "0"))}
     model = AutoModelForCausalLM.from_pretrained(settings["model"], **kwargs)
     rows, needed = model.get_input_embeddings().num_embeddings, MANIFEST["tokenizer"]["vocab_size"]
@@ -372,45 +378,47 @@ def load_model(settings: dict[str, Any], tokenizer: Any, checkpointing: bool) ->
     return model
 
 
-def qlora_quantization(settings: dict[str, Any], bf16: bool) -> dict[str, Any]:
-    """BitsAndBytesConfig arguments: 4-bit weights, computing in bf16 (fp16 on GPUs without bf16)."""
-    import torch
-
+def qlora_quantization(settings: dict[str, Any], compute_dtype: str) -> dict[str, Any]:
+    """BitsAndBytesConfig arguments: 4-bit weights, computing in compute_dtype (a torch dtype's name)."""
     return {
         "load_in_4bit": True,
         "bnb_4bit_quant_type": settings["bnb_4bit_quant_type"],
         "bnb_4bit_use_double_quant": settings["bnb_4bit_use_double_quant"],
-        "bnb_4bit_compute_dtype": torch.bfloat16 if bf16 else torch.float16,
+        "bnb_4bit_compute_dtype": compute_dtype,
+    }
+
+
+def peft_arguments(settings: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """The method's peft config class and its arguments, field for field (P-Tuning v2 is deep prefix tuning:
+    PrefixTuningConfig). Plain values: a dry run prints them without importing peft, and peft_config builds from them."""
+    method = settings["method"]
+    if method in ("lora", "qlora"):
+        return "LoraConfig", {
+            "r": settings["lora_r"],
+            "lora_alpha": settings["lora_alpha"],
+            "lora_dropout": settings["lora_dropout"],
+            "target_modules": settings["lora_target_modules"],
+        }
+    if method in PREFIX_METHODS:
+        return "PrefixTuningConfig", {
+            "num_virtual_tokens": settings["num_virtual_tokens"],
+            "prefix_projection": settings["prefix_projection"],
+            "encoder_hidden_size": settings["encoder_hidden_size"],
+        }
+    return "PromptTuningConfig", {
+        "num_virtual_tokens": settings["num_virtual_tokens"],
+        "prompt_tuning_init": settings["prompt_tuning_init"],
+        "prompt_tuning_init_text": settings["prompt_tuning_init_text"],
+        "tokenizer_name_or_path": settings["tokenizer"] or settings["model"],
     }
 
 
 def peft_config(settings: dict[str, Any]) -> Any:
-    """The method's peft config, field for field (P-Tuning v2 is deep prefix tuning: PrefixTuningConfig)."""
-    from peft import LoraConfig, PrefixTuningConfig, PromptTuningConfig, TaskType
+    """The method's peft config for a causal LM, from peft_arguments."""
+    import peft
 
-    method = settings["method"]
-    if method in ("lora", "qlora"):
-        return LoraConfig(
-            task_type=TaskType.CAUSAL_LM,
-            r=settings["lora_r"],
-            lora_alpha=settings["lora_alpha"],
-            lora_dropout=settings["lora_dropout"],
-            target_modules=settings["lora_target_modules"],
-        )
-    if method in PREFIX_METHODS:
-        return PrefixTuningConfig(
-            task_type=TaskType.CAUSAL_LM,
-            num_virtual_tokens=settings["num_virtual_tokens"],
-            prefix_projection=settings["prefix_projection"],
-            encoder_hidden_size=settings["encoder_hidden_size"],
-        )
-    return PromptTuningConfig(
-        task_type=TaskType.CAUSAL_LM,
-        num_virtual_tokens=settings["num_virtual_tokens"],
-        prompt_tuning_init=settings["prompt_tuning_init"],
-        prompt_tuning_init_text=settings["prompt_tuning_init_text"],
-        tokenizer_name_or_path=settings["tokenizer"] or settings["model"],
-    )
+    name, arguments = peft_arguments(settings)
+    return getattr(peft, name)(task_type=peft.TaskType.CAUSAL_LM, **arguments)
 
 
 def layer_class(settings: dict[str, Any]) -> str:
@@ -482,12 +490,15 @@ def batch_plan(settings: dict[str, Any]) -> str:
 
 def dry_run(settings: dict[str, Any], args: argparse.Namespace) -> None:
     """Print what a run would use: the settings, the batch arithmetic, the method's adapter config, and the packages
-    it would need but cannot import here."""
+    it would need but cannot import here. Nothing heavy is imported: a plan takes well under a second."""
     plan = dict(settings)
     if settings["method"] in PEFT_METHODS:
-        plan["peft_config"] = {k: v for k, v in peft_config(settings).to_dict().items() if v is not None}
+        name, arguments = peft_arguments(settings)
+        plan["peft_config"] = {"class": name, "task_type": "CAUSAL_LM", **arguments}
     if settings["method"] == "qlora":
-        plan["quantization"] = {k: str(v) for k, v in qlora_quantization(settings, _bf16(settings)).items()}
+        bf16 = _bf16_setting(settings)
+        dtype = "bfloat16 if the GPU has it, else float16" if bf16 is None else ("bfloat16" if bf16 else "float16")
+        plan["quantization"] = qlora_quantization(settings, dtype)
     plan["missing"] = missing_requirements(settings, args)
     plan["package"] = {
         "name": MANIFEST["name"],
