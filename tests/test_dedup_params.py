@@ -3,6 +3,8 @@ module imports scipy, over a second of every dedup build's start-up): held equal
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 import pytest
 from datasketch import MinHash, MinHashLSH
@@ -23,22 +25,24 @@ def test_permutations_equal_datasketch(num_perm: int, seed: int) -> None:
     assert np.array_equal(a, theirs[0]) and np.array_equal(b, theirs[1])
 
 
-@pytest.fixture
-def datasketch_areas(monkeypatch: pytest.MonkeyPatch) -> dict[tuple[str, float, int, int], float]:
+@pytest.fixture(scope="module")
+def datasketch_areas() -> Iterator[dict[tuple[str, float, int, int], float]]:
     """datasketch's own false positive and false negative areas (scipy `quad`), recorded as its search computes them
-    and reused by the next search at the same threshold (they do not depend on the weights)."""
+    and reused by every later search at the same threshold: they depend on neither the weights nor num_perm (a
+    search over num_perm 256 visits every (b, r) that one over 128 does), and `quad` gives the same value each time."""
     seen: dict[tuple[str, float, int, int], float] = {}
-    for kind in ("false_positive", "false_negative"):
-        original = getattr(datasketch_lsh, f"_{kind}_probability")
+    with pytest.MonkeyPatch.context() as patch:
+        for kind in ("false_positive", "false_negative"):
+            original = getattr(datasketch_lsh, f"_{kind}_probability")
 
-        def recorded(threshold: float, b: int, r: int, kind: str = kind, original=original) -> float:
-            key = (kind, threshold, b, r)
-            if key not in seen:
-                seen[key] = original(threshold, b, r)
-            return seen[key]
+            def recorded(threshold: float, b: int, r: int, kind: str = kind, original=original) -> float:
+                key = (kind, threshold, b, r)
+                if key not in seen:
+                    seen[key] = original(threshold, b, r)
+                return seen[key]
 
-        monkeypatch.setattr(datasketch_lsh, f"_{kind}_probability", recorded)
-    return seen
+            patch.setattr(datasketch_lsh, f"_{kind}_probability", recorded)
+        yield seen
 
 
 def _datasketch(threshold: float, num_perm: int, weights: tuple[float, float]) -> tuple[int, int] | None:
