@@ -358,7 +358,7 @@ def load_model(settings: dict[str, Any], tokenizer: Any, checkpointing: bool) ->
     if method == "qlora":
         from transformers import BitsAndBytesConfig
 
-        kwargs["quantization_config"] = BitsAndBytesConfig(**qlora_quantization(settings, "bfloat16" if bf16 else "float16"))
+        kwargs["quantization_config"] = BitsAndBytesConfig(**qlora_quantization(settings, bf16))
         kwargs["device_map"] = {"": int(os.environ.get("LOCAL_RANK", "0"))}
     model = AutoModelForCausalLM.from_pretrained(settings["model"], **kwargs)
     rows, needed = model.get_input_embeddings().num_embeddings, MANIFEST["tokenizer"]["vocab_size"]
@@ -378,8 +378,10 @@ def load_model(settings: dict[str, Any], tokenizer: Any, checkpointing: bool) ->
     return model
 
 
-def qlora_quantization(settings: dict[str, Any], compute_dtype: str) -> dict[str, Any]:
-    """BitsAndBytesConfig arguments: 4-bit weights, computing in compute_dtype (a torch dtype's name)."""
+def qlora_quantization(settings: dict[str, Any], bf16: bool | None) -> dict[str, Any]:
+    """BitsAndBytesConfig arguments: 4-bit weights, computing in bf16 (fp16 on GPUs without it). The compute dtype is
+    a torch dtype's name, which BitsAndBytesConfig takes; None (bf16 "auto", unresolved in a dry run) says the rule."""
+    compute_dtype = "bfloat16 if the GPU has it, else float16" if bf16 is None else ("bfloat16" if bf16 else "float16")
     return {
         "load_in_4bit": True,
         "bnb_4bit_quant_type": settings["bnb_4bit_quant_type"],
@@ -392,8 +394,10 @@ def peft_arguments(settings: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     """The method's peft config class and its arguments, field for field (P-Tuning v2 is deep prefix tuning:
     PrefixTuningConfig). Plain values: a dry run prints them without importing peft, and peft_config builds from them."""
     method = settings["method"]
+    causal = {"task_type": "CAUSAL_LM"}  # peft.TaskType.CAUSAL_LM's value, which peft takes as a string
     if method in ("lora", "qlora"):
         return "LoraConfig", {
+            **causal,
             "r": settings["lora_r"],
             "lora_alpha": settings["lora_alpha"],
             "lora_dropout": settings["lora_dropout"],
@@ -401,11 +405,13 @@ def peft_arguments(settings: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         }
     if method in PREFIX_METHODS:
         return "PrefixTuningConfig", {
+            **causal,
             "num_virtual_tokens": settings["num_virtual_tokens"],
             "prefix_projection": settings["prefix_projection"],
             "encoder_hidden_size": settings["encoder_hidden_size"],
         }
     return "PromptTuningConfig", {
+        **causal,
         "num_virtual_tokens": settings["num_virtual_tokens"],
         "prompt_tuning_init": settings["prompt_tuning_init"],
         "prompt_tuning_init_text": settings["prompt_tuning_init_text"],
@@ -414,11 +420,11 @@ def peft_arguments(settings: dict[str, Any]) -> tuple[str, dict[str, Any]]:
 
 
 def peft_config(settings: dict[str, Any]) -> Any:
-    """The method's peft config for a causal LM, from peft_arguments."""
+    """The method's peft config, from peft_arguments."""
     import peft
 
     name, arguments = peft_arguments(settings)
-    return getattr(peft, name)(task_type=peft.TaskType.CAUSAL_LM, **arguments)
+    return getattr(peft, name)(**arguments)
 
 
 def layer_class(settings: dict[str, Any]) -> str:
@@ -494,11 +500,9 @@ def dry_run(settings: dict[str, Any], args: argparse.Namespace) -> None:
     plan = dict(settings)
     if settings["method"] in PEFT_METHODS:
         name, arguments = peft_arguments(settings)
-        plan["peft_config"] = {"class": name, "task_type": "CAUSAL_LM", **arguments}
+        plan["peft_config"] = {"class": name, **arguments}
     if settings["method"] == "qlora":
-        bf16 = _bf16_setting(settings)
-        dtype = "bfloat16 if the GPU has it, else float16" if bf16 is None else ("bfloat16" if bf16 else "float16")
-        plan["quantization"] = qlora_quantization(settings, dtype)
+        plan["quantization"] = qlora_quantization(settings, _bf16_setting(settings))
     plan["missing"] = missing_requirements(settings, args)
     plan["package"] = {
         "name": MANIFEST["name"],
