@@ -18,6 +18,7 @@ import importlib.util
 import json
 import math
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -228,6 +229,27 @@ def test_dry_run_plans_deepspeed(package: Path, tiny_model: Path) -> None:
     assert plan["batch"] == "4 per device x 4 processes x 8 accumulation steps = global batch 128"
     # A plan can be made without DeepSpeed installed; it says what the run would lack.
     assert ("pip install deepspeed (--backend deepspeed)" in resolved["missing"]) == (importlib.util.find_spec("deepspeed") is None)
+
+
+def test_an_interpreter_without_torch_plans_but_does_not_train(package: Path, tmp_path: Path) -> None:
+    """launch.sh asks torch for the GPU count: where the interpreter has none, a dry run still plans (for the CPU, and
+    says so) and a run stops with the reason and exit 2, not a traceback. A plan whose reader has gone ends quietly."""
+    hidden = tmp_path / "no-torch"
+    hidden.mkdir()
+    (hidden / "torch.py").write_text("raise ImportError(\"No module named 'torch'\")\n", encoding="utf-8")
+    no_torch = {"PYTHONPATH": str(hidden)}
+    planned = launch(package, "--dry-run", env=no_torch)
+    assert planned.returncode == 0 and "# GPUs: none (the CPU)" in planned.stdout, planned.stderr
+    assert "has no torch to count the GPUs: planning with none visible" in planned.stderr
+    refused = launch(package, "--max_steps", "1", env=no_torch)
+    assert refused.returncode == 2 and "cannot import torch to count the GPUs" in refused.stderr
+    assert "Traceback" not in planned.stderr + refused.stderr
+    # The reader is gone before train.py (a Python start-up later) writes its plan.
+    cut = subprocess.run(
+        ["bash", "-c", f"{shlex.quote(sys.executable)} {package / 'train.py'} --dry_run | true"],
+        env={**os.environ, **ENV}, capture_output=True, text=True, timeout=60,
+    )
+    assert cut.returncode == 0 and "Traceback" not in cut.stderr, cut.stderr
 
 
 def test_launcher_rejects_bad_settings_before_loading(package: Path, tiny_model: Path, tmp_path: Path) -> None:

@@ -51,7 +51,11 @@ if [[ "$GPUS" != 0 ]]; then
     [[ "$DSC_GPU_COUNT" =~ ^[0-9]+$ ]] || fail "DSC_GPU_COUNT must be a whole number, got '$DSC_GPU_COUNT'"
     VISIBLE="$DSC_GPU_COUNT"
   else
-    VISIBLE="$("$PYTHON" -c 'import torch; print(torch.cuda.device_count())')"
+    if ! VISIBLE="$("$PYTHON" -c 'import torch; print(torch.cuda.device_count())' 2>/dev/null)"; then
+      (( DRY_RUN )) || fail "$PYTHON cannot import torch to count the GPUs: pip install torch, pick the interpreter with PYTHON=/path/to/python, or give the count with DSC_GPU_COUNT=N"
+      echo "# $PYTHON has no torch to count the GPUs: planning with none visible (DSC_GPU_COUNT=N plans for N)" >&2
+      VISIBLE=0
+    fi
   fi
   if [[ -n "${CUDA_VISIBLE_DEVICES:-}" ]]; then
     IFS=, read -r -a VISIBLE_IDS <<< "$CUDA_VISIBLE_DEVICES"

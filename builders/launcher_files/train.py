@@ -22,6 +22,7 @@ import math
 import os
 import random
 import re
+import signal
 import sys
 import time
 from pathlib import Path
@@ -497,6 +498,7 @@ def batch_plan(settings: dict[str, Any]) -> str:
 def dry_run(settings: dict[str, Any], args: argparse.Namespace) -> None:
     """Print what a run would use: the settings, the batch arithmetic, the method's adapter config, and the packages
     it would need but cannot import here. Nothing heavy is imported: a plan takes well under a second."""
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `--dry-run | head` ends quietly, as other Unix tools do
     plan = dict(settings)
     if settings["method"] in PEFT_METHODS:
         name, arguments = peft_arguments(settings)
