@@ -8,10 +8,9 @@ it (downloads use huggingface_hub's HF_HUB_ETAG_TIMEOUT and HF_HUB_DOWNLOAD_TIME
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
-from dsc.compiler.errors import DscError
+from dsc.compiler.environment import positive_number
 
 DEFAULT_TIMEOUT = 60.0
 TIMEOUT_ENV = "DSC_HUB_TIMEOUT"
@@ -19,16 +18,7 @@ TIMEOUT_ENV = "DSC_HUB_TIMEOUT"
 
 def hub_timeout() -> float:
     """Seconds a Hub request may wait (to connect, and for each read or write) before it fails: `DSC_HUB_TIMEOUT`."""
-    given = os.environ.get(TIMEOUT_ENV, "").strip()
-    if not given:
-        return DEFAULT_TIMEOUT
-    try:
-        seconds = float(given)
-    except ValueError:
-        seconds = 0.0
-    if not seconds > 0:
-        raise DscError(f"{TIMEOUT_ENV}={given!r}: expected a number of seconds above 0")
-    return seconds
+    return positive_number(TIMEOUT_ENV, DEFAULT_TIMEOUT)
 
 
 class _FillTimeouts:

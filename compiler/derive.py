@@ -12,7 +12,7 @@ from typing import Any
 
 import regex
 from dsc.compiler.batch import DETAIL, DROP, ERROR, Batch, Pass, drops, field_column, location, size
-from dsc.compiler.limits import RECORD_SECONDS, LimitError, record_limits, timed_records
+from dsc.compiler.limits import LimitError, record_limits, record_seconds, time_limit_error, timed_records
 from dsc.compiler.sandbox import expression
 from dsc.compiler.spec import DerivedSpec, Spec, compile_regex
 
@@ -24,11 +24,11 @@ def context_value(value: Any, as_json: bool) -> Any:
     return json.loads(value) if as_json and value is not None else value
 
 
-def _search(pattern: regex.Pattern[str], text: str) -> regex.Match[str] | None:
+def _search(pattern: regex.Pattern[str], text: str, seconds: float) -> regex.Match[str] | None:
     try:
-        return pattern.search(text, timeout=RECORD_SECONDS)
+        return pattern.search(text, timeout=seconds)
     except TimeoutError:
-        raise LimitError("time", f"the regex ran longer than {RECORD_SECONDS:g} s (the per-record time limit)") from None
+        raise time_limit_error(seconds, "the regex ran") from None
 
 
 SHOWN_TEXT = (120, 80)
@@ -51,12 +51,13 @@ def make_derive_pass(spec: Spec) -> Pass:
     """Build the pass that adds one column per derived field, in spec order (later ones may use earlier ones)."""
     json_fields = {f.name for f in spec.fields if f.stored_as_json}
     steps = [(d, compile_regex(d.regex) if d.regex is not None else None) for d in spec.derived]
+    seconds = record_seconds()
 
     def value(d: DerivedSpec, pattern: regex.Pattern[str] | None, batch: Batch, out: Batch, i: int, present: list[str]) -> Any:
         """The derived value of row i; _NO_MATCH when a regex did not match."""
         if pattern is not None:
             text = _source_text(d, batch, out, i)
-            match = _search(pattern, text) if isinstance(text, str) else None
+            match = _search(pattern, text, seconds) if isinstance(text, str) else None
             return _NO_MATCH if match is None else match.group(d.group)
         ctx = {k: context_value(batch[field_column(k)][i], k in json_fields) for k in present}
         ctx.update({e.name: out[field_column(e.name)][i] for e, _ in steps if out[field_column(e.name)][i] is not None})
@@ -71,7 +72,7 @@ def make_derive_pass(spec: Spec) -> Pass:
             if drop[i] is not None:
                 continue
             try:
-                with record_limits():
+                with record_limits(seconds):
                     column[i] = value(d, pattern, batch, out, i, present)
             except LimitError as exc:
                 drop[i] = f"limit: {exc.reason}"

@@ -62,6 +62,12 @@ class SpecError(DscError):
     exit_code = 2
 
 
+class UsageError(DscError):
+    """The command line or a `DSC_*` environment setting is wrong: exit 2, nothing is read or written."""
+
+    exit_code = 2
+
+
 class RecordError(DscError):
     """Input records fail validation, rendering or length checks: exit 1, nothing is written."""
 

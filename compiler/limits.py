@@ -13,6 +13,8 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from dsc.compiler.environment import positive_number
+
 YAML_NODES = 100_000
 """Nodes a spec's YAML may expand to, every use of an alias counted again (a 1 KB alias bomb makes billions)."""
 
@@ -34,6 +36,9 @@ RANGE_ITEMS = 100_000
 RECORD_SECONDS = 2.0
 """Time one record may spend in its derived fields (expressions and regexes) and in its templates."""
 
+RECORD_SECONDS_ENV = "DSC_RECORD_SECONDS"
+"""Another per-record time limit, for templates that are slow by right (or a tighter bound on records from anywhere)."""
+
 CSV_FIELD_CHARS = 16_000_000
 """The longest CSV field (Python's csv module stops at 131,072 by default)."""
 
@@ -49,7 +54,18 @@ class LimitError(Exception):
         self.reason = reason
 
 
-_deadline: list[float] = []  # the current record's deadline (time.monotonic), while one is set
+def record_seconds() -> float:
+    """The per-record time limit in force: `DSC_RECORD_SECONDS` or RECORD_SECONDS. Passes read it when they are made,
+    in the process that plans the build, and carry it to their workers."""
+    return positive_number(RECORD_SECONDS_ENV, RECORD_SECONDS)
+
+
+def time_limit_error(seconds: float, what: str = "took") -> LimitError:
+    """The error of a record stopped by the time limit."""
+    return LimitError("time", f"{what} longer than {seconds:g} s (the per-record time limit, {RECORD_SECONDS_ENV})")
+
+
+_deadline: list[float] = []  # the current record's deadline (time.monotonic) and its limit in seconds, while one is set
 _budget: list[int] = []  # characters the current record may still build
 
 
@@ -57,7 +73,7 @@ def check_deadline() -> None:
     """Raise when the current record is past its time: the timer signal calls this, and the sandbox on every call and
     operator, so a record is stopped even where the signal cannot be used (a thread other than the main one)."""
     if _deadline and time.monotonic() > _deadline[0]:
-        raise LimitError("time", f"took longer than {RECORD_SECONDS:g} s (the per-record time limit)")
+        raise time_limit_error(_deadline[1])
 
 
 def _on_alarm(signum: int, frame: object) -> None:
@@ -92,11 +108,14 @@ def timed_records() -> Iterator[None]:
         signal.signal(signal.SIGALRM, previous)
 
 
-class record_limits:  # noqa: N801 - used like a function: `with record_limits():`
-    """Around one record (inside `timed_records`): its deadline and its budget of characters built."""
+class record_limits:  # noqa: N801 - used like a function: `with record_limits(seconds):`
+    """Around one record (inside `timed_records`): its deadline `seconds` from now and its budget of characters built."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
 
     def __enter__(self) -> None:
-        _deadline[:] = [time.monotonic() + RECORD_SECONDS]
+        _deadline[:] = [time.monotonic() + self.seconds, self.seconds]
         _budget[:] = [WORK_CHARS]
 
     def __exit__(self, *exc: object) -> None:

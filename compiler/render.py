@@ -12,7 +12,7 @@ from typing import Any
 
 from dsc.compiler.batch import DETAIL, DROP, ERROR, Batch, Pass, drops, field_column, location, size
 from dsc.compiler.derive import context_value
-from dsc.compiler.limits import LimitError, record_limits, timed_records
+from dsc.compiler.limits import LimitError, record_limits, record_seconds, timed_records
 from dsc.compiler.sandbox import lone_variable, render_text
 from dsc.compiler.spec import Spec
 
@@ -52,6 +52,7 @@ def make_render_pass(spec: Spec) -> Pass:
     h_prompt = history.prompt.text if history else None
     h_response = history.response.text if history else None
     keep_segments = spec.labels.turns == "all"
+    seconds = record_seconds()
 
     def turns(ctx: dict[str, Any]) -> list[str]:
         pieces: list[str] = []
@@ -82,7 +83,7 @@ def make_render_pass(spec: Spec) -> Pass:
                     continue
                 ctx = {k: context_value(col[i], as_json) for k, col, as_json in columns}
                 try:
-                    with record_limits():
+                    with record_limits(seconds):
                         pieces = turns(ctx)
                         responses[i] = _render(response, "templates.response", {**ctx, "round": len(pieces) // 2})
                 except _RenderError as exc:

@@ -215,8 +215,10 @@ TEMPLATE_HAZARDS = {
     "width": "a format width is over the template limits",
     "zero": "division",
     # The regex engine's own timeout or the record's timer, whichever fires first under load: the same limit either way.
-    "regex": "longer than 2 s (the per-record time limit)",
+    "regex": "longer than 0.5 s (the per-record time limit, DSC_RECORD_SECONDS)",
 }
+FAST = {"DSC_RECORD_SECONDS": "0.5"}
+"""A tighter per-record time limit than the default 2 s: the hazard runs stop their slow records in a quarter of the time."""
 
 
 def _template_hazards(folder: Path) -> None:
@@ -233,16 +235,16 @@ HAZARD_SPEC = {"prompt": "{file: hazards.j2}", "fields": ('kind: {type: string, 
 def test_template_limits_are_located_record_errors(folder: Path) -> None:
     _template_hazards(folder)
     start = time.monotonic()
-    output = fails(folder, spec_text(**HAZARD_SPEC), 1, "10 record(s) failed validation or rendering")
+    output = fails(folder, spec_text(**HAZARD_SPEC), 1, "10 record(s) failed validation or rendering", env=FAST)
     for line, (kind, message) in enumerate(TEMPLATE_HAZARDS.items(), start=2):
         where = f"data.jsonl:{line}: instruction: derived field 'tail': " if kind == "regex" else f"data.jsonl:{line}: templates.prompt: "
         assert f"{where}{message}" in output or (where in output and message in output), (kind, output)
-    assert 2 <= time.monotonic() - start < 15  # the loops record ran its full 2 s, not a moment less
+    assert 0.5 <= time.monotonic() - start < 15  # the loops record ran its full 0.5 s, not a moment less
 
 
 def test_template_limits_skip_and_count(folder: Path) -> None:
     _template_hazards(folder)
-    manifest = _build_and_load(folder, spec_text(**HAZARD_SPEC, on_invalid="skip"), 3)
+    manifest = _build_and_load(folder, spec_text(**HAZARD_SPEC, on_invalid="skip"), 3, env=FAST)
     assert manifest["counts"]["invalid"] == {
         "limit: template size": 5,
         "limit: template output": 1,
@@ -255,9 +257,10 @@ def test_template_limits_skip_and_count(folder: Path) -> None:
     assert any(p.startswith(ORDINARY) for p in prompts), prompts  # bounded, ordinary templates still work
 
 
-def test_bounded_passes_pickle_into_worker_processes(folder: Path) -> None:
+def test_bounded_passes_pickle_into_worker_processes(folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # `--num-proc` sends the passes to datasets' workers with dill: nothing a pass holds (a JSON decoder, a compiled
-    # regex, the sandbox) may stop that, and a pass run there keeps its bounds.
+    # regex, the sandbox) may stop that, and a pass run there keeps its bounds, the time limit of the process that made
+    # it included (a Ray worker does not have the driver's environment).
     import dill
     from dsc.compiler.batch import chain
     from dsc.compiler.derive import make_derive_pass
@@ -268,12 +271,47 @@ def test_bounded_passes_pickle_into_worker_processes(folder: Path) -> None:
     _template_hazards(folder)
     (folder / "s.yaml").write_text(spec_text(**HAZARD_SPEC), encoding="utf-8")
     spec = load_spec(folder / "s.yaml")
-    passes = dill.loads(dill.dumps(chain(make_validate_pass(spec), make_derive_pass(spec), make_render_pass(spec))))
-    batch = {"_source": [0, 0], "_file": ["data.jsonl"] * 2, "_row": [0, 1], "_line": [1, 2],
-             "_record": [json.dumps({"instruction": "hi", "output": "y"}).encode(),
-                         json.dumps({"instruction": "x", "output": "y", "kind": "power"}).encode()]}
+    monkeypatch.setenv("DSC_RECORD_SECONDS", "0.3")
+    sent = dill.dumps(chain(make_validate_pass(spec), make_derive_pass(spec), make_render_pass(spec)))
+    monkeypatch.delenv("DSC_RECORD_SECONDS")
+    passes = dill.loads(sent)
+    records = [{"instruction": "hi", "output": "y"}, {"instruction": "x", "output": "y", "kind": "power"},
+               {"instruction": "x", "output": "y", "kind": "loops"}]
+    batch = {"_source": [0] * 3, "_file": ["data.jsonl"] * 3, "_row": [0, 1, 2], "_line": [1, 2, 3],
+             "_record": [json.dumps(r).encode() for r in records]}
+    start = time.monotonic()
     out = passes(batch)
-    assert out["prompt"][0].startswith("hi 1024") and out["_drop"] == [None, "limit: template size"]
+    assert 0.3 <= time.monotonic() - start < 1.8
+    assert out["prompt"][0].startswith("hi 1024") and out["_drop"] == [None, "limit: template size", "limit: time"]
+    assert "data.jsonl:3: templates.prompt: took longer than 0.3 s (the per-record time limit" in out["_error"][2]
+
+
+def test_environment_settings_are_checked_before_anything_is_read(folder: Path) -> None:
+    # DSC_RECORD_SECONDS and DSC_CHUNK_ROWS belong to whoever runs dsc (a spec cannot lift its own time limit); a value
+    # that is not a number above 0 is a usage error naming the variable, exit 2, and no package is started.
+    from conftest import dsc_cli
+
+    write_jsonl(folder / "data.jsonl", GOOD)
+    (folder / "s.yaml").write_text(spec_text(), encoding="utf-8")
+    bad = [("DSC_RECORD_SECONDS", "soon", "a number"), ("DSC_RECORD_SECONDS", "0", "a number"),
+           ("DSC_RECORD_SECONDS", "inf", "a number"), ("DSC_CHUNK_ROWS", "1.5", "a whole number"),
+           ("DSC_CHUNK_ROWS", "-3", "a number")]
+    for name, value, kind in bad:
+        for command, *output in (("build", "-o", "pkg"), ("validate",)):
+            done = dsc_cli(command, "s.yaml", "-q", *output, cwd=folder, env={name: value})
+            assert done.returncode == 2, (name, value, command, done.stderr)
+            assert f"dsc {command}: error:\n  {name}={value!r}: must be {kind} above 0" in done.stderr, done.stderr
+            assert "Traceback" not in done.stderr and not (folder / "pkg").exists()
+    done = dsc_cli("build", "s.yaml", "-q", "-o", "pkg", cwd=folder, env={"DSC_RECORD_SECONDS": "30", "DSC_CHUNK_ROWS": "2"})
+    assert done.returncode == 0 and (folder / "pkg" / "manifest.json").is_file(), done.stderr
+
+    from dsc.builders.hub_http import hub_timeout
+    from dsc.compiler.errors import UsageError
+
+    with pytest.MonkeyPatch.context() as env:  # the same check for the Hub's timeout (publish, push, load)
+        env.setenv("DSC_HUB_TIMEOUT", "never")
+        with pytest.raises(UsageError, match=r"DSC_HUB_TIMEOUT='never': must be a number above 0"):
+            hub_timeout()
 
 
 AMPLIFIERS = [
@@ -295,11 +333,11 @@ AMPLIFIERS = [
 @pytest.mark.parametrize("text", AMPLIFIERS)
 def test_text_amplifiers_are_refused_before_they_allocate(text: str) -> None:
     # In-process (the CLI cases above cover the wiring): each would build gigabytes from a 900 KB field.
-    from dsc.compiler.limits import LimitError, record_limits, timed_records
+    from dsc.compiler.limits import RECORD_SECONDS, LimitError, record_limits, timed_records
     from dsc.compiler.sandbox import render_text
 
     start = time.monotonic()
-    with timed_records(), pytest.raises(LimitError), record_limits():
+    with timed_records(), pytest.raises(LimitError), record_limits(RECORD_SECONDS):
         render_text(text, {"big": "x" * 900_000})
     assert time.monotonic() - start < 1.5
 
@@ -309,14 +347,14 @@ def test_time_limit_holds_outside_the_main_thread() -> None:
     # deadline checks stop the record.
     import threading
 
-    from dsc.compiler.limits import RECORD_SECONDS, LimitError, record_limits, timed_records
+    from dsc.compiler.limits import LimitError, record_limits, timed_records
     from dsc.compiler.sandbox import render_text
 
     caught: list[BaseException] = []
 
     def work() -> None:
         try:
-            with timed_records(), record_limits():
+            with timed_records(), record_limits(0.5):
                 render_text("{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}", {})
         except LimitError as exc:
             caught.append(exc)
@@ -325,8 +363,8 @@ def test_time_limit_holds_outside_the_main_thread() -> None:
     thread = threading.Thread(target=work)
     thread.start()
     thread.join(timeout=10)
-    assert not thread.is_alive() and len(caught) == 1 and "per-record time limit" in str(caught[0])
-    assert RECORD_SECONDS <= time.monotonic() - start < RECORD_SECONDS + 3
+    assert not thread.is_alive() and len(caught) == 1 and "longer than 0.5 s (the per-record time limit" in str(caught[0])
+    assert 0.5 <= time.monotonic() - start < 3.5
 
 
 # --- odd records: numbers, nesting, surrogates, encodings, CSV quirks -------------------------------------------------
@@ -407,12 +445,12 @@ def test_odd_records_skip_and_count(folder: Path) -> None:
     }
 
 
-def _build_and_load(folder: Path, spec: str, kept: int, *args: str) -> dict:
+def _build_and_load(folder: Path, spec: str, kept: int, *args: str, env: dict[str, str] | None = None) -> dict:
     """Build under on_invalid: skip; the package loads with `datasets` and holds `kept` records."""
     import datasets
 
     (folder / "s.yaml").write_text(spec, encoding="utf-8")
-    rc, out, err = run(folder, "build", "s.yaml", "-q", "-o", str(folder / "pkg"), *args)
+    rc, out, err = run(folder, "build", "s.yaml", "-q", "-o", str(folder / "pkg"), *args, env=env)
     assert rc == 0, out + err
     loaded = datasets.load_dataset(str(folder / "pkg"))
     assert sum(len(split) for split in loaded.values()) == kept

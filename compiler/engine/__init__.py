@@ -20,6 +20,7 @@ from typing import Protocol
 import numpy as np
 import pyarrow as pa
 from dsc.compiler.batch import Pass
+from dsc.compiler.environment import positive_int
 
 ENGINES = ("local", "ray")
 CHUNK_ROWS = 8192
@@ -28,7 +29,7 @@ CHUNK_ROWS = 8192
 
 def chunk_rows() -> int:
     """Records per chunk of the stream."""
-    return max(1, int(os.environ.get("DSC_CHUNK_ROWS", CHUNK_ROWS)))
+    return positive_int("DSC_CHUNK_ROWS", CHUNK_ROWS)
 
 
 def cpu_count() -> int:
