@@ -13,20 +13,61 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+TESTS = REPO / "tests"
 FORMATS = REPO / "formats"
 DATA = FORMATS / "data"
 WORKERS = {"DSC_CHUNK_ROWS": "16"}
 """Environment that cuts a test's small data into many chunks, so `--num-proc N` really starts its workers."""
 
 
+_CLI_SERVER: dict[str, str] = {}
+"""This test process's warm `dsc` (tests/cli_server.py): the environment that sends runs through it, once started."""
+
+
+WARM_DSC = [sys.executable, "-S", str(TESTS / "cli_server.py"), "--run"]
+"""The command that is `dsc` forked from the warm CLI server (with `warm_cli_env()` in its environment)."""
+
+
+def warm_cli_env() -> dict[str, str]:
+    """Environment under which `dsc` runs fork from this test process's warm CLI server (started on first use, ended
+    with the process): DSC_TEST_CLI_SERVER, and PATH with a `dsc` first that is the server's client."""
+    if not _CLI_SERVER:
+        import atexit
+        import shutil
+        import tempfile
+
+        folder = Path(tempfile.mkdtemp(prefix="dsc-cli-"))  # short: a Unix socket's path has ~100 bytes
+        socket_path = folder / "socket"
+        server = subprocess.Popen([sys.executable, str(TESTS / "cli_server.py"), str(socket_path)], cwd=REPO,
+                                  env={**os.environ, "PYTHONPATH": str(REPO)}, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        if server.stdout is None or server.stdout.readline() != b"ready\n":
+            raise RuntimeError(f"tests/cli_server.py did not start (exit {server.wait()})")
+        bindir = folder / "bin"
+        bindir.mkdir()
+        shim = bindir / "dsc"
+        shim.write_text(f"#!{sys.executable} -S\nimport sys\nsys.path.insert(0, {str(TESTS)!r})\n"
+                        "from cli_server import client\nclient(sys.argv[1:])\n", encoding="utf-8")
+        shim.chmod(0o755)
+
+        def stop() -> None:
+            server.stdin.close()  # the server ends when its stdin closes
+            server.wait(timeout=30)
+            shutil.rmtree(folder, ignore_errors=True)
+
+        atexit.register(stop)
+        _CLI_SERVER.update({"DSC_TEST_CLI_SERVER": str(socket_path), "PATH": f"{bindir}{os.pathsep}{os.environ['PATH']}"})
+    return dict(_CLI_SERVER)
+
+
 def run_dsc(
     *args: str, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 600
 ) -> subprocess.CompletedProcess[str]:
-    """Run the real CLI in a subprocess (`python -m dsc`), the way a user's shell would; a hang past `timeout`
-    seconds fails the test (subprocess.TimeoutExpired) instead of blocking it."""
-    full_env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
+    """Run the real CLI in a process of its own, the way a user's shell would, forked from the warm CLI server (its
+    own stdio, directory, environment and exit code; no Python start-up to pay); a hang past `timeout` seconds fails
+    the test (subprocess.TimeoutExpired) and ends the run instead of blocking it."""
+    full_env = {**os.environ, "PYTHONPATH": str(REPO), **warm_cli_env(), **(env or {})}
     return subprocess.run(
-        [sys.executable, "-m", "dsc", *args],
+        [*WARM_DSC, *args],
         cwd=cwd or REPO,
         env=full_env,
         capture_output=True,

@@ -10,11 +10,10 @@ import os
 import pty
 import re
 import subprocess
-import sys
 import unicodedata
 
 import pytest
-from conftest import REPO, run_dsc
+from conftest import REPO, WARM_DSC, run_dsc, warm_cli_env
 
 from dsc.cli import MASKED, TRAINED, _token_rows, main
 
@@ -27,8 +26,8 @@ def _in_terminal(*args: str, env: dict[str, str]) -> str:
     """Run the CLI with a pseudo-terminal as stdin, stdout and stderr; return everything it wrote."""
     leader, follower = pty.openpty()
     full_env = {k: v for k, v in os.environ.items() if k != "NO_COLOR"}
-    full_env.update({"PYTHONPATH": str(REPO), "TERM": "xterm-256color", "COLUMNS": str(WIDTH), **env})
-    proc = subprocess.Popen([sys.executable, "-m", "dsc", *args], cwd=REPO, env=full_env,
+    full_env.update({"PYTHONPATH": str(REPO), "TERM": "xterm-256color", "COLUMNS": str(WIDTH), **warm_cli_env(), **env})
+    proc = subprocess.Popen([*WARM_DSC, *args], cwd=REPO, env=full_env,
                             stdin=follower, stdout=follower, stderr=follower)
     os.close(follower)
     chunks = []
@@ -112,7 +111,7 @@ def test_rows_break_after_newlines_and_at_the_width() -> None:
 def test_a_closed_pipe_ends_preview_quietly() -> None:
     """`dsc preview ... | head` stops reading early: dsc exits 0 without an error message or a traceback."""
     run = subprocess.run(
-        f"{sys.executable} -m dsc preview sharegpt -n 40 | head -1",  # far more than a pipe buffer holds
-        shell=True, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True, timeout=120,
+        "dsc preview sharegpt -n 40 | head -1",  # far more than a pipe buffer holds
+        shell=True, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO), **warm_cli_env()}, capture_output=True, text=True, timeout=120,
     )
     assert run.stdout.startswith("sharegpt: ") and run.stderr == ""

@@ -2,8 +2,8 @@
 
 A block that cannot run here says why in an HTML comment on the line before its fence (`<!-- readme: skip <why> -->`),
 so what is not run is visible to anyone reading the README's source. Blocks run in a scratch folder holding copies of
-formats/, templates/ and the loopback test servers: bash blocks with the installed `dsc` and `python` first on PATH,
-python blocks in the test's own process.
+formats/, templates/ and the loopback test servers: bash blocks with `dsc` (forked from the warm CLI server,
+tests/cli_server.py) and the installed `python` first on PATH, python blocks in the test's own process.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO
+from conftest import REPO, warm_cli_env
 from dsc.compiler.spec import spec_schema
 
 SKIP = re.compile(r"<!--\s*readme:\s*skip\s+(.+?)\s*-->")
@@ -59,8 +59,11 @@ RUNNABLE = [b for b in BLOCKS if b.lang in ("bash", "python")]
 
 
 def _env() -> dict[str, str]:
+    """The installed `python` first on PATH, and before it `dsc` forked from the warm CLI server (conftest)."""
     bindir = str(Path(sys.executable).parent)
-    return {**os.environ, "PATH": bindir + os.pathsep + os.environ["PATH"], "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1"}
+    warm = warm_cli_env()
+    path = os.pathsep.join([warm.pop("PATH").split(os.pathsep, 1)[0], bindir, os.environ["PATH"]])
+    return {**os.environ, **warm, "PATH": path, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1"}
 
 
 def scratch(tmp: Path) -> Path:
