@@ -219,9 +219,6 @@ def render(
     """Read, validate, derive and render every record, streaming (no tokenizer needed but for conversations: `dsc
     validate` stops here). The kept records go to a spill file; with `signatures` (and a `dedup:` section) dedup's
     per-record columns are computed in the same pass and kept in memory for its global step."""
-    own = engine is None
-    engine = engine or make_engine(options.engine, options.num_proc)
-    workspace = Workspace()
     schema = _render_schema(spec)
     passes = [make_validate_pass(spec), make_derive_pass(spec), _render_pass(spec, tokenizer), make_split_key_pass(spec.split)]
     dedup_schema = signature_schema(spec) if signatures and spec.dedup is not None else None
@@ -229,7 +226,10 @@ def render(
         passes.append(make_signature_pass(spec))
     marks = [pa.field(DROP, pa.string()), pa.field(ERROR, pa.string()), pa.field(DETAIL, pa.string())]
     out_schema = pa.schema([*schema, *(dedup_schema or []), *marks])
-    stream = SourceStream(spec, options.limit, chunk_rows())
+    stream = SourceStream(spec, options.limit, chunk_rows())  # settings checked before a folder or a worker is made
+    own = engine is None
+    engine = engine or make_engine(options.engine, options.num_proc)
+    workspace = Workspace()
     near = spec.dedup.near if dedup_schema is not None and spec.dedup is not None else None
     signature_rows = RowFile(workspace.path / "signatures.u32", np.uint32, near.num_perm) if near is not None else None
     compared = TextFile(workspace.path / "compared.txt") if near is not None else None

@@ -187,7 +187,7 @@ def serve(path: str) -> None:
     events.register(listener, selectors.EVENT_READ)
     events.register(sys.stdin, selectors.EVENT_READ)
     while True:
-        for key, _ in events.select():
+        for key, _ in events.select(timeout=0.2):  # at least 5 times a second, finished supervisors are reaped below
             if key.fileobj is sys.stdin:
                 return
             conn, _ = listener.accept()

@@ -22,6 +22,8 @@ WORKERS = {"DSC_CHUNK_ROWS": "16"}
 
 _CLI_SERVER: dict[str, str] = {}
 """This test process's warm `dsc` (tests/cli_server.py): the environment that sends runs through it, once started."""
+CLI_SERVER_PROCESS: list[subprocess.Popen[bytes]] = []
+"""The warm CLI server's process, once started (a test checks that no run outlives its client)."""
 
 
 WARM_DSC = [sys.executable, "-S", str(TESTS / "cli_server.py"), "--run"]
@@ -55,6 +57,7 @@ def warm_cli_env() -> dict[str, str]:
             shutil.rmtree(folder, ignore_errors=True)
 
         atexit.register(stop)
+        CLI_SERVER_PROCESS.append(server)
         _CLI_SERVER.update({"DSC_TEST_CLI_SERVER": str(socket_path), "PATH": f"{bindir}{os.pathsep}{os.environ['PATH']}"})
     return dict(_CLI_SERVER)
 

@@ -8,12 +8,14 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import datasets
-from conftest import REPO, WORKERS, dsc_cli, run_dsc
+from conftest import CLI_SERVER_PROCESS, REPO, WARM_DSC, WORKERS, dsc_cli, run_dsc, warm_cli_env
 
 
 def test_formats_lists_builtins() -> None:
@@ -83,3 +85,35 @@ def test_help_validate_and_build_do_not_import_torch_transformers_or_datasets(tm
     assert (tmp_path / "pkg" / "manifest.json").is_file()
     help_run = subprocess.run([sys.executable, "-m", "dsc", "--help"], capture_output=True, text=True, env={"PYTHONPATH": str(REPO)})
     assert help_run.returncode == 0 and "build" in help_run.stdout
+
+
+def test_a_warm_run_is_a_cold_run(tmp_path: Path) -> None:
+    """tests/cli_server.py, which `run_dsc` and the README's `dsc` go through, answers as `python -m dsc` does: the
+    same output and exit code; a run killed by a signal ends its client by that signal, and a client killed (a test's
+    timeout) takes its run with it."""
+    import psutil
+
+    for args in (["formats"], ["build", "nope.yaml"], ["--version"], ["build"]):
+        cold = subprocess.run([sys.executable, "-m", "dsc", *args], cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
+                              capture_output=True, text=True)
+        warm = run_dsc(*args)
+        assert (warm.returncode, warm.stdout, warm.stderr) == (cold.returncode, cold.stdout, cold.stderr), args
+
+    (tmp_path / "data.jsonl").write_text('{"instruction": "a", "output": "b"}\n', encoding="utf-8")
+    (tmp_path / "s.yaml").write_text(
+        "name: slow\nsources: [{path: data.jsonl}]\nfields: {instruction: {type: string}, output: {type: string}}\n"
+        'templates: {prompt: "{% for i in range(10**5) %}{% for j in range(10**5) %}{% endfor %}{% endfor %}", '
+        'response: "{{ output }}"}\n', encoding="utf-8")
+    env = {**os.environ, "PYTHONPATH": str(REPO), **warm_cli_env(), "DSC_RECORD_SECONDS": "60"}
+    server = psutil.Process(CLI_SERVER_PROCESS[0].pid)
+    for number in (signal.SIGTERM, signal.SIGKILL):
+        client = subprocess.Popen([*WARM_DSC, "validate", "s.yaml", "-q"], cwd=tmp_path, env=env)
+        deadline = time.monotonic() + 30
+        while len(server.children(recursive=True)) < 2:  # the run has started (a supervisor and its run)
+            assert time.monotonic() < deadline and client.poll() is None
+            time.sleep(0.02)
+        client.send_signal(number)
+        assert client.wait(timeout=30) == -number
+        while server.children(recursive=True):
+            assert time.monotonic() < deadline, f"a run outlived its client ({number.name})"
+            time.sleep(0.02)

@@ -8,9 +8,11 @@ tests/cli_server.py) and the installed `python` first on PATH, python blocks in 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -101,7 +103,15 @@ def test_readme_block_runs(block: Block, tmp_path: Path, request: pytest.Fixture
         exec(compile(block.text, str(block), "exec"), {"__name__": "__main__"})
         return
     command = ["bash", "-euo", "pipefail", "-c", block.text]
-    run = subprocess.run(command, cwd=work, env=_env(), capture_output=True, text=True, timeout=300)
+    block_run = subprocess.Popen(command, cwd=work, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                 start_new_session=True)
+    try:
+        stdout, stderr = block_run.communicate(timeout=300)
+    finally:  # what the block left running (a server it started before a command failed) goes with it
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(block_run.pid, signal.SIGKILL)
+        block_run.wait()
+    run = subprocess.CompletedProcess(command, block_run.returncode, stdout, stderr)
     assert run.returncode == 0, f"{block} failed:\n{block.text}\n--- stdout\n{run.stdout[-3000:]}\n--- stderr\n{run.stderr[-3000:]}"
     assert "Traceback" not in run.stderr, f"{block}:\n{run.stderr[-3000:]}"
 

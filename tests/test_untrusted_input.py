@@ -286,22 +286,24 @@ def test_bounded_passes_pickle_into_worker_processes(folder: Path, monkeypatch: 
     assert "data.jsonl:3: templates.prompt: took longer than 0.3 s (the per-record time limit" in out["_error"][2]
 
 
-def test_environment_settings_are_checked_before_anything_is_read(folder: Path) -> None:
+def test_environment_settings_are_checked_before_anything_is_made(folder: Path) -> None:
     # DSC_RECORD_SECONDS and DSC_CHUNK_ROWS belong to whoever runs dsc (a spec cannot lift its own time limit); a value
-    # that is not a number above 0 is a usage error naming the variable, exit 2, and no package is started.
+    # that is not a number above 0 is a usage error naming the variable, exit 2: no package, no temporary folder.
     from conftest import dsc_cli
 
     write_jsonl(folder / "data.jsonl", GOOD)
     (folder / "s.yaml").write_text(spec_text(), encoding="utf-8")
+    spill = folder / "spill"
+    spill.mkdir()
     bad = [("DSC_RECORD_SECONDS", "soon", "a number"), ("DSC_RECORD_SECONDS", "0", "a number"),
            ("DSC_RECORD_SECONDS", "inf", "a number"), ("DSC_CHUNK_ROWS", "1.5", "a whole number"),
            ("DSC_CHUNK_ROWS", "-3", "a number")]
     for name, value, kind in bad:
         for command, *output in (("build", "-o", "pkg"), ("validate",)):
-            done = dsc_cli(command, "s.yaml", "-q", *output, cwd=folder, env={name: value})
+            done = dsc_cli(command, "s.yaml", "-q", *output, cwd=folder, env={name: value, "DSC_SPILL_DIR": str(spill)})
             assert done.returncode == 2, (name, value, command, done.stderr)
             assert f"dsc {command}: error:\n  {name}={value!r}: must be {kind} above 0" in done.stderr, done.stderr
-            assert "Traceback" not in done.stderr and not (folder / "pkg").exists()
+            assert "Traceback" not in done.stderr and not (folder / "pkg").exists() and not any(spill.iterdir())
     done = dsc_cli("build", "s.yaml", "-q", "-o", "pkg", cwd=folder, env={"DSC_RECORD_SECONDS": "30", "DSC_CHUNK_ROWS": "2"})
     assert done.returncode == 0 and (folder / "pkg" / "manifest.json").is_file(), done.stderr
 
