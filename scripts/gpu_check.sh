@@ -47,22 +47,29 @@ if [[ "$STAGE" == prepare ]]; then
     ${LIMIT:+--limit "$LIMIT"}
   echo "== Qwen3 tokenizer -> $DIR/tokenizer; Llama config -> $DIR/model-config"
   PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}" "$PYTHON" - "$DIR" <<'EOF'
+import json
+import shutil
 import sys
 from pathlib import Path
-
-from transformers import AutoTokenizer, LlamaConfig
 
 from dsc.compiler.tokenizer import qwen3_path
 
 out = Path(sys.argv[1])
-tokenizer = AutoTokenizer.from_pretrained(str(qwen3_path()))
-tokenizer.save_pretrained(out / "tokenizer")
-# About 300M parameters, 156M of them the tied 151,669 x 1024 embedding (Qwen3's vocabulary).
-LlamaConfig(
-    vocab_size=len(tokenizer), hidden_size=1024, intermediate_size=2816, num_hidden_layers=12,
-    num_attention_heads=16, num_key_value_heads=8, max_position_embeddings=4096, tie_word_embeddings=True,
-    bos_token_id=None, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
-).save_pretrained(out / "model-config")
+recorded = json.loads((out / "package" / "manifest.json").read_text(encoding="utf-8"))["tokenizer"]
+(out / "tokenizer").mkdir(exist_ok=True)
+for name in ("tokenizer.json", "tokenizer_config.json"):  # what AutoTokenizer reads, the chat template included
+    shutil.copy(qwen3_path() / name, out / "tokenizer" / name)
+# About 300M parameters, 156M of them the tied 151,669 x 1024 embedding (Qwen3's vocabulary, as the package's manifest
+# records it). Written as the JSON LlamaConfig reads, every key it does not find at its default: importing LlamaConfig
+# imports torch, 4 s of this step.
+config = {
+    "architectures": ["LlamaForCausalLM"], "model_type": "llama", "vocab_size": recorded["vocab_size"],
+    "hidden_size": 1024, "intermediate_size": 2816, "num_hidden_layers": 12, "num_attention_heads": 16,
+    "num_key_value_heads": 8, "max_position_embeddings": 4096, "tie_word_embeddings": True, "bos_token_id": None,
+    "eos_token_id": recorded["eos_id"], "pad_token_id": recorded["pad_id"],
+}
+(out / "model-config").mkdir(exist_ok=True)
+(out / "model-config" / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
 EOF
   mkdir -p "$DIR/wheels"
   du -sh "$DIR"

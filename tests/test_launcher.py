@@ -198,6 +198,10 @@ def test_one_gpu_is_pinned_on_a_host_with_several(package: Path, tiny_model: Pat
     assert resolved["peft_config"]["class"] == "PrefixTuningConfig" and resolved["peft_config"]["num_virtual_tokens"] == 128
     assert resolved["gradient_checkpointing"] is False and resolved["max_steps"] == 3000
 
+    plan, command, resolved = dry_run(package, "--gpus", "0", "--method", "full", *model, env={"DSC_GPU_COUNT": "4"})
+    assert (plan["GPUs"], plan["devices"], plan["backend"]) == ("none (the CPU)", "CUDA_VISIBLE_DEVICES='' (the CPU)", "single")
+    assert command.startswith("CUDA_VISIBLE_DEVICES='' ") and command.split()[2].endswith("train.py")  # what it execs
+
     env = {"DSC_GPU_COUNT": "3", "CUDA_VISIBLE_DEVICES": "3,5,7"}
     plan, command, resolved = dry_run(package, "--gpus", "2", "--method", "qlora", *model, "--learning_rate", "1e-4", env=env)
     assert plan["devices"] == "CUDA_VISIBLE_DEVICES=3,5" and plan["backend"] == "ddp"  # adapters: DDP via torchrun
@@ -409,17 +413,18 @@ def test_lora_resumes_after_a_kill_and_trains_on_one_pinned_device(
     assert summary["devices"] == "0" and summary["processes"] == 1  # --gpus 1 pinned the first of 4
 
 
-def test_full_fine_tuning_with_packing(tiny_package: Path, train_py: ModuleType, tiny_model: Path, tmp_path: Path) -> None:
+def test_full_fine_tuning_with_packing(train_py: ModuleType, tiny_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """In this process (what `launch.sh --gpus 0` execs; the LoRA test above runs launch.sh itself end to end)."""
     out = tmp_path / "full"
-    args = ["--gpus", "0", "--method", "full", "--model", str(tiny_model), "--output_dir", str(out)]
+    args = ["--method", "full", "--model", str(tiny_model), "--output_dir", str(out)]
     args += ["--max_steps", "5", *SHORT, "--per_device_train_batch_size", "3", "--global_batch_size", "3"]
-    result = launch(tiny_package, *args, "--save_steps", "100", "--learning_rate", "1e-3", "--packing")
-    assert result.returncode == 0, result.stderr[-3000:]
+    train_py.main([*args, "--save_steps", "100", "--learning_rate", "1e-3", "--packing"])
+    stderr = capsys.readouterr().err
     # 3 records a step, 2 steps an epoch: evaluated at the end of each epoch and where max_steps stopped the third.
     summary = check_run(train_py, out, tiny_model, "full", steps=5, evaluated=[2, 4, 5])
-    assert summary["packing"] is True and summary["devices"] == ""
+    assert summary["packing"] is True
     share = summary["padding_share_unpacked"]
-    assert 0 < share < 1 and f"padding is {share:.1%} of the tokens in padded batches; 0.0% with --packing" in result.stderr
+    assert 0 < share < 1 and f"padding is {share:.1%} of the tokens in padded batches; 0.0% with --packing" in stderr
 
 
 IN_PROCESS = {
@@ -513,7 +518,13 @@ def test_gpu_check_prepares_a_carried_package_and_plans_every_run(tmp_path: Path
     assert prepared.returncode == 0, prepared.stderr[-3000:]
     for path in ("package/launch.sh", "package/train.py", "tokenizer/tokenizer.json", "model-config/config.json"):
         assert (tmp_path / "check" / path).is_file(), path
-    config = json.loads((tmp_path / "check" / "model-config" / "config.json").read_text())
+    from transformers import AutoConfig, AutoTokenizer
+
+    config = AutoConfig.from_pretrained(tmp_path / "check" / "model-config").to_dict()  # what the GPU side builds from
+    recorded = json.loads((tmp_path / "check" / "package" / "manifest.json").read_text())["tokenizer"]
+    tokenizer = AutoTokenizer.from_pretrained(tmp_path / "check" / "tokenizer")
+    assert config["model_type"] == "llama" and config["vocab_size"] == len(tokenizer) == recorded["vocab_size"]
+    assert (config["eos_token_id"], config["pad_token_id"]) == (tokenizer.eos_token_id, tokenizer.pad_token_id)
     embedding = config["vocab_size"] * config["hidden_size"]
     per_layer = 4 * config["hidden_size"] ** 2 * 3 // 4 + 3 * config["hidden_size"] * config["intermediate_size"]
     assert 100e6 < embedding + config["num_hidden_layers"] * per_layer < 500e6  # a ~100-500M-parameter model
