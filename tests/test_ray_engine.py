@@ -61,7 +61,7 @@ def _records() -> list[dict[str, Any]]:
     return records
 
 
-def _spec(tmp: Path) -> Path:
+def _spec(tmp: Path, tokenizer: Path) -> Path:
     data = tmp / "held_out.jsonl"
     data.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in _records()), encoding="utf-8")
     spec = tmp / "held_out.yaml"
@@ -70,17 +70,20 @@ def _spec(tmp: Path) -> Path:
         "fields:\n  instruction: {type: string, required: true}\n  input: {type: string, default: ''}\n"
         "  output: {type: string, required: true}\n"
         'templates:\n  prompt: "{{ instruction }}\\n{{ input }}\\n"\n  response: "{{ output }}"\n'
-        "tokenizer: qwen3\nlengths: {max_length: 128}\non_invalid: skip\n"
+        f"tokenizer: {tokenizer}\nlengths: {{max_length: 128}}\non_invalid: skip\n"
         "split: {validation: 0.1, seed: 5}\ndedup: {compare: prompt+response, keep: longest}\n",
         encoding="utf-8",
     )
     return spec
 
 
-def test_ray_builds_the_local_engines_package_byte_for_byte(engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_ray_builds_the_local_engines_package_byte_for_byte(
+    engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tiny_tokenizer: Path
+) -> None:
     for name, value in WORKERS.items():  # 16-record chunks: many windows through Ray, forked workers locally
         monkeypatch.setenv(name, value)
-    spec = _spec(tmp_path)
+    # The tiny tokenizer: what the engines must agree on does not depend on which one, and each Ray worker parses it.
+    spec = _spec(tmp_path, tiny_tokenizer)
     # Ray through the CLI, as the README has it (it joins the fixture's Ray instead of starting one).
     assert main(["build", str(spec), "--engine", "ray", "-o", str(tmp_path / "ray"), "-q"]) == 0
     builds = {"ray": tmp_path / "ray", "local, two workers": dsc.build(spec, output=tmp_path / "local2", num_proc=2).path}
