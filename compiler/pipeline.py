@@ -141,6 +141,11 @@ class Compiled:
     builds of the same spec and data."""
     workspace: Workspace | None = None
 
+    def close(self) -> None:
+        """Remove the build's workspace now (not when this object is collected): `spills` and `splits` go with it."""
+        if self.workspace is not None:
+            self.workspace.close()
+
     @property
     def splits(self) -> dict[str, datasets.Dataset]:
         """Each split as a memory-mapped `datasets.Dataset`, for callers that want one (the build itself reads
@@ -439,6 +444,9 @@ def compile_spec(spec: Spec, options: Options | None = None, tokenizer: LoadedTo
             lap("tokenize")
         else:
             duplicates = deduplicate(spec, rendered, engine)
+            for done in (rendered.signature_rows, rendered.compared):  # dedup's alone: released as soon as it ends
+                if done is not None:
+                    done.close()
             lap("dedup")
             compiled = tokenize(spec, rendered, tok, options, keep=duplicates.keep_mask(), validation=duplicates.validation, engine=engine)
             lap("tokenize")

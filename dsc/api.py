@@ -41,10 +41,14 @@ def build(
 
 def compile_and_write(spec: Spec, options: Options) -> tuple[Package, Compiled]:
     """The build of a loaded spec, as `dsc build` and `build` run it: the output folder checked before any work (a
-    folder dsc may not replace fails at once), then compile, then the package with its extras, written atomically."""
+    folder dsc may not replace fails at once), then compile, then the package with its extras, written atomically;
+    the build's temporary workspace is removed before it returns (the Compiled keeps its counts, not its spills)."""
     check_package_output(spec)
     compiled = compile_spec(spec, options)
     start = time.perf_counter()
-    package = write_package(compiled, spec.output, extra=PACKAGE_EXTRAS)
+    try:
+        package = write_package(compiled, spec.output, extra=PACKAGE_EXTRAS)
+    finally:
+        compiled.close()  # the spills are in the package now; counts and timings stay for the caller
     compiled.timings["write (shards, card, report, launcher)"] = time.perf_counter() - start
     return package, compiled

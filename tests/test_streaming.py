@@ -117,3 +117,23 @@ def test_a_spill_is_walked_slice_by_slice_across_its_chunks() -> None:
     assert walked == [{"text": [f"r{i}" for i in range(a, a + n)]} for a, n in spans]
     assert [len(t) for t in split.slices(rows=256)] == [256, 256, 256, 232]
     assert pa.concat_tables(split.slices(["n"], rows=333)).column("n").to_pylist() == list(range(1000))
+
+
+def test_a_build_removes_its_workspace_when_it_returns(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The spills and dedup's files are closed and their folder removed by the build itself, not left to the garbage
+    collector (which warns, and holds the files open until it runs)."""
+    import gc
+    import warnings
+
+    monkeypatch.setenv("DSC_SPILL_DIR", str(tmp_path / "spill"))
+    (tmp_path / "spill").mkdir()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        gc.disable()  # nothing is cleaned up behind the build's back
+        try:
+            dsc.build(FORMATS / "alpaca.yaml", output=tmp_path / "pkg", limit=60)  # near-copy dedup: its files too
+            assert not any((tmp_path / "spill").iterdir())
+        finally:
+            gc.enable()
+        gc.collect()
+    assert not [w for w in caught if issubclass(w.category, ResourceWarning)], [str(w.message) for w in caught]

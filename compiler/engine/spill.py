@@ -96,9 +96,17 @@ class _WrittenThenRead:
             self._fd = os.open(self.path, os.O_RDONLY)
         return self._fd
 
-    def __del__(self) -> None:
+    def close(self) -> None:
+        """Release the file (writing or reading); it stays on disk until its workspace goes."""
+        if self._sink is not None:
+            self._sink.close()
+            self._sink = None
         if self._fd is not None:
             os.close(self._fd)
+            self._fd = None
+
+    def __del__(self) -> None:
+        self.close()
 
 
 class RowFile(_WrittenThenRead):
