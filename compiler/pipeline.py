@@ -120,6 +120,14 @@ class Rendered:
     def __len__(self) -> int:
         return self.spill.rows
 
+    def __enter__(self) -> Rendered:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        """`with render(...) as rendered:` removes the workspace (these spills, and the splits a tokenize made from
+        them) when the caller is done, not when the garbage collector gets to it."""
+        self.workspace.close()
+
 
 @dataclass
 class Compiled:

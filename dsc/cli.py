@@ -152,41 +152,41 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
     _progress(args.quiet)
     options = Options(limit=args.limit, num_proc=args.num_proc)
-    rendered = render(spec, options)
-    valid, bad = len(rendered), sum(rendered.invalid.values())
-    print(f"{spec.path.name}: spec ok; {rendered.read} records read, {valid} valid, {bad} invalid")
-    for reason, n in sorted(rendered.invalid.items()):
-        print(f"  {reason}: {n} (skipped: on_invalid is skip)")
-    for line in itertools.islice(records(rendered.audit, Path.cwd()), SHOWN_RECORDS):
-        where = f"{line['file']}:{line['line']}" if line["line"] is not None else line["source_id"]
-        print(f"    {where}: {line['reason']}  {json.dumps(line['detail'], ensure_ascii=False)}")
-    if bad > SHOWN_RECORDS:
-        print(f"    ... and {bad - SHOWN_RECORDS} more" + ("" if args.audit else " (--audit FILE lists them all)"))
-    trail = rendered.audit
-    tspec = spec.tokenizer
-    if args.no_lengths:
-        print("  lengths: not checked (--no-lengths)")
-    else:
-        try:
-            tok = load_tokenizer(tspec, spec, offline=True)
-        except DscError:
-            if not is_hub_id(tspec):
-                raise
-            print(f"  lengths: not checked (tokenizer '{tspec.name}' is not in the local Hub cache; dsc build fetches it)")
+    with render(spec, options) as rendered:
+        valid, bad = len(rendered), sum(rendered.invalid.values())
+        print(f"{spec.path.name}: spec ok; {rendered.read} records read, {valid} valid, {bad} invalid")
+        for reason, n in sorted(rendered.invalid.items()):
+            print(f"  {reason}: {n} (skipped: on_invalid is skip)")
+        for line in itertools.islice(records(rendered.audit, Path.cwd()), SHOWN_RECORDS):
+            where = f"{line['file']}:{line['line']}" if line["line"] is not None else line["source_id"]
+            print(f"    {where}: {line['reason']}  {json.dumps(line['detail'], ensure_ascii=False)}")
+        if bad > SHOWN_RECORDS:
+            print(f"    ... and {bad - SHOWN_RECORDS} more" + ("" if args.audit else " (--audit FILE lists them all)"))
+        trail = rendered.audit
+        tspec = spec.tokenizer
+        if args.no_lengths:
+            print("  lengths: not checked (--no-lengths)")
         else:
-            compiled = tokenize(spec, rendered, tok, options)
-            c = compiled.counts
-            fit = sum(c["kept"].values()) - c["truncated"]
-            print(f"  lengths ({tok.name}): {fit} fit, {c['truncated']} truncated, {sum(c['dropped'].values())} dropped")
-            for reason, n in sorted(c["dropped"].items()):
-                print(f"    {reason}: {n}")
-            trail = compiled.audit
-    if args.audit:
-        from dsc.builders.audit import write_audit_file
+            try:
+                tok = load_tokenizer(tspec, spec, offline=True)
+            except DscError:
+                if not is_hub_id(tspec):
+                    raise
+                print(f"  lengths: not checked (tokenizer '{tspec.name}' is not in the local Hub cache; dsc build fetches it)")
+            else:
+                compiled = tokenize(spec, rendered, tok, options)
+                c = compiled.counts
+                fit = sum(c["kept"].values()) - c["truncated"]
+                print(f"  lengths ({tok.name}): {fit} fit, {c['truncated']} truncated, {sum(c['dropped'].values())} dropped")
+                for reason, n in sorted(c["dropped"].items()):
+                    print(f"    {reason}: {n}")
+                trail = compiled.audit
+        if args.audit:
+            from dsc.builders.audit import write_audit_file
 
-        write_audit_file(Path(args.audit), records(trail, spec.path.parent))
-        print(f"  wrote {args.audit} ({len(trail)} record(s))")
-    return 0
+            write_audit_file(Path(args.audit), records(trail, spec.path.parent))
+            print(f"  wrote {args.audit} ({len(trail)} record(s))")
+        return 0
 
 
 def _cmd_build(args: argparse.Namespace) -> int:
@@ -381,27 +381,28 @@ def _preview_duplicates(args: argparse.Namespace) -> int:
     from dsc.compiler.pipeline import Options, render
 
     disable_bars()
-    rendered = render(spec, Options(limit=args.limit), signatures=True)
-    dups = deduplicate(spec, rendered)
-    table = rendered.spill.table()
-    assert dups.records is not None
-    lines = dups.records.table().to_pylist()
-    clusters: dict[int, list[int]] = {}
-    for i, kept in enumerate(dups.kept.tolist()):
-        clusters.setdefault(kept, []).append(i)
-    print(
-        f"{spec.name}: {dups.records.rows} of {len(table)} record(s) dropped in {len(clusters)} cluster(s); compared on {spec.dedup.label}"
-    )
-    for kept, members in list(clusters.items())[: args.duplicates]:
-        rows = [kept, *(int(dups.dropped[i]) for i in members)]
-        texts = compared_texts(take(table, np.array(rows)).to_pydict(), spec.dedup)
-        first = lines[members[0]]
-        print(f"\n── kept {first['kept_source_id']} " + "─" * 40)
-        for n, i in enumerate(members, start=1):
-            record = lines[i]
-            print(f"dropped {record['source_id']}: {record['reason']}, similarity {record['similarity']:.2f}")
-            print(_side_by_side(texts[0], texts[n]))
-    return 0
+    with render(spec, Options(limit=args.limit), signatures=True) as rendered:
+        dups = deduplicate(spec, rendered)
+        table = rendered.spill.table()
+        assert dups.records is not None
+        lines = dups.records.table().to_pylist()
+        clusters: dict[int, list[int]] = {}
+        for i, kept in enumerate(dups.kept.tolist()):
+            clusters.setdefault(kept, []).append(i)
+        print(
+            f"{spec.name}: {dups.records.rows} of {len(table)} record(s) dropped in {len(clusters)} cluster(s); "
+            f"compared on {spec.dedup.label}"
+        )
+        for kept, members in list(clusters.items())[: args.duplicates]:
+            rows = [kept, *(int(dups.dropped[i]) for i in members)]
+            texts = compared_texts(take(table, np.array(rows)).to_pydict(), spec.dedup)
+            first = lines[members[0]]
+            print(f"\n── kept {first['kept_source_id']} " + "─" * 40)
+            for n, i in enumerate(members, start=1):
+                record = lines[i]
+                print(f"dropped {record['source_id']}: {record['reason']}, similarity {record['similarity']:.2f}")
+                print(_side_by_side(texts[0], texts[n]))
+        return 0
 
 
 def _cmd_preview(args: argparse.Namespace) -> int:
@@ -416,25 +417,25 @@ def _cmd_preview(args: argparse.Namespace) -> int:
     from dsc.compiler.tokenizer import load_tokenizer
 
     disable_bars()
-    rendered = render(spec, Options(limit=args.n))
-    tok = load_tokenizer(spec.tokenizer, spec)
-    compiled = tokenize(spec, rendered, tok, Options())
-    rows = [row for spill in compiled.spills.values() for row in spill.table().to_pylist()]
-    rows.sort(key=lambda r: int(r["source_id"].rsplit("#", 1)[1]))
-    color = _use_color(args.color)
-    width = max(20, shutil.get_terminal_size((100, 24)).columns)
-    legend = f"{TRAINED}trained{RESET} and {MASKED}masked{RESET} (label -100) tokens" if color else "[masked] tokens have label -100"
-    print(f"{spec.name}: {len(rows)} record(s); tokenizer {tok.name}; {legend}")
-    for row in rows[: args.n]:
-        ids, labels = row["input_ids"], row["labels"]
-        masked = sum(1 for x in labels if x == IGNORE)
-        print(f"\n── {row['source_id']} " + "─" * 40)
-        print("prompt:\n" + row["prompt"])
-        print("response:\n" + row["response"])
-        texts = [tok.backend.decode([token], skip_special_tokens=False) for token in ids]
-        print(f"tokens: {len(ids)} ({masked} masked, {len(ids) - masked} trained)")
-        print("\n".join(_token_rows(list(zip(texts, [label == IGNORE for label in labels], strict=True)), width, color)))
-    return 0
+    with render(spec, Options(limit=args.n)) as rendered:
+        tok = load_tokenizer(spec.tokenizer, spec)
+        compiled = tokenize(spec, rendered, tok, Options())
+        rows = [row for spill in compiled.spills.values() for row in spill.table().to_pylist()]
+        rows.sort(key=lambda r: int(r["source_id"].rsplit("#", 1)[1]))
+        color = _use_color(args.color)
+        width = max(20, shutil.get_terminal_size((100, 24)).columns)
+        legend = f"{TRAINED}trained{RESET} and {MASKED}masked{RESET} (label -100) tokens" if color else "[masked] tokens have label -100"
+        print(f"{spec.name}: {len(rows)} record(s); tokenizer {tok.name}; {legend}")
+        for row in rows[: args.n]:
+            ids, labels = row["input_ids"], row["labels"]
+            masked = sum(1 for x in labels if x == IGNORE)
+            print(f"\n── {row['source_id']} " + "─" * 40)
+            print("prompt:\n" + row["prompt"])
+            print("response:\n" + row["response"])
+            texts = [tok.backend.decode([token], skip_special_tokens=False) for token in ids]
+            print(f"tokens: {len(ids)} ({masked} masked, {len(ids) - masked} trained)")
+            print("\n".join(_token_rows(list(zip(texts, [label == IGNORE for label in labels], strict=True)), width, color)))
+        return 0
 
 
 COMMANDS = {
