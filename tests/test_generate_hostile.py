@@ -57,10 +57,10 @@ def test_answers_all_alike_stop_the_run_with_the_counts_and_resume_doubles_nothi
 
 def test_a_server_that_never_answers_stops_the_run_after_stall_seconds_and_a_resume_completes(tmp_path: Path):
     with OpenAIServer(hang) as server:
-        spec = write_spec(tmp_path, server.url, num_instructions=20, stall={"seconds": 3})
+        spec = write_spec(tmp_path, server.url, num_instructions=20, stall={"seconds": 1.5})
         stopped, seconds = timed("generate", str(spec), "-q")
     assert stopped.returncode == 1 and seconds < 15
-    assert "no new record in 3 s (0 answers came back; 5 requests still unanswered from http://127.0.0.1:" in stopped.stderr
+    assert "no new record in 1.5 s (0 answers came back; 5 requests still unanswered from http://127.0.0.1:" in stopped.stderr
     assert "0 of 20 records are in" in stopped.stderr and "run the same command to resume" in stopped.stderr
     with OpenAIServer(Composer(POOL)) as server:
         spec = write_spec(tmp_path, server.url, num_instructions=20, stall={"seconds": 3})

@@ -191,7 +191,7 @@ def test_changed_settings_or_a_foreign_output_are_refused(tmp_path: Path):
 
 def test_sigkill_mid_run_then_resume_repeats_no_work(tmp_path: Path):
     target = 150
-    with OpenAIServer(Composer(POOL, delay=0.15)) as server:
+    with OpenAIServer(Composer(POOL, delay=0.08)) as server:  # 15 rounds of 10 requests: 1.2 s to kill it in
         spec_path = write_spec(tmp_path, server.url, "killed", num_instructions=target, concurrency=10)
         spec = load_generate_spec(spec_path)
         journal = journal_path(spec.output)
