@@ -103,15 +103,19 @@ def test_readme_block_runs(block: Block, tmp_path: Path, request: pytest.Fixture
         exec(compile(block.text, str(block), "exec"), {"__name__": "__main__"})
         return
     command = ["bash", "-euo", "pipefail", "-c", block.text]
-    block_run = subprocess.Popen(command, cwd=work, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                 start_new_session=True)
-    try:
-        stdout, stderr = block_run.communicate(timeout=300)
-    finally:  # what the block left running (a server it started before a command failed) goes with it
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(block_run.pid, signal.SIGKILL)
-        block_run.wait()
-    run = subprocess.CompletedProcess(command, block_run.returncode, stdout, stderr)
+    # Output to files, not pipes: a background job the block left running (a server started before a command failed)
+    # would hold a pipe open and keep the test waiting; it is killed with the block's process group instead.
+    with (tmp_path / "stdout").open("w+") as out, (tmp_path / "stderr").open("w+") as err:
+        block_run = subprocess.Popen(command, cwd=work, env=_env(), stdout=out, stderr=err, start_new_session=True)
+        try:
+            block_run.wait(timeout=300)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(block_run.pid, signal.SIGKILL)
+            block_run.wait()
+        out.seek(0)
+        err.seek(0)
+        run = subprocess.CompletedProcess(command, block_run.returncode, out.read(), err.read())
     assert run.returncode == 0, f"{block} failed:\n{block.text}\n--- stdout\n{run.stdout[-3000:]}\n--- stderr\n{run.stderr[-3000:]}"
     assert "Traceback" not in run.stderr, f"{block}:\n{run.stderr[-3000:]}"
 
