@@ -244,8 +244,8 @@ def render(
     engine = engine or make_engine(options.engine, options.num_proc)
     workspace = Workspace()
     near = spec.dedup.near if dedup_schema is not None and spec.dedup is not None else None
-    signature_rows = RowFile(workspace.path / "signatures.u32", np.uint32, near.num_perm) if near is not None else None
-    compared = TextFile(workspace.path / "compared.txt") if near is not None else None
+    signature_rows = workspace.rows("signatures.u32", np.uint32, near.num_perm) if near is not None else None
+    compared = workspace.texts("compared.txt") if near is not None else None
     spill = workspace.spill("rendered", schema)
     errors, invalid, trail, keys, dedup_parts = _Errors(), Counter[str](), Trail(workspace), [], []
     try:
@@ -452,9 +452,6 @@ def compile_spec(spec: Spec, options: Options | None = None, tokenizer: LoadedTo
             lap("tokenize")
         else:
             duplicates = deduplicate(spec, rendered, engine)
-            for done in (rendered.signature_rows, rendered.compared):  # dedup's alone: released as soon as it ends
-                if done is not None:
-                    done.close()
             lap("dedup")
             compiled = tokenize(spec, rendered, tok, options, keep=duplicates.keep_mask(), validation=duplicates.validation, engine=engine)
             lap("tokenize")

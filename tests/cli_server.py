@@ -33,7 +33,7 @@ FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
 
 
 def _open_fds() -> list[int]:
-    """The caller's stdin, stdout and stderr; a closed one is given /dev/null, as Python's own start-up would not."""
+    """The caller's stdin, stdout and stderr to pass on; /dev/null in place of a closed one (a run gets all three)."""
     fds = []
     for fd in (0, 1, 2):
         try:

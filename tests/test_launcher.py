@@ -423,8 +423,12 @@ def test_lora_resumes_after_a_kill_and_trains_on_one_pinned_device(
     assert summary["devices"] == "0" and summary["processes"] == 1  # --gpus 1 pinned the first of 4
 
 
-def test_full_fine_tuning_with_packing(train_py: ModuleType, tiny_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """In this process (what `launch.sh --gpus 0` execs; the LoRA test above runs launch.sh itself end to end)."""
+def test_full_fine_tuning_with_packing(
+    train_py: ModuleType, tiny_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In this process, as `launch.sh --gpus 0` execs it (CUDA_VISIBLE_DEVICES=''; the LoRA test above runs launch.sh
+    itself end to end)."""
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
     out = tmp_path / "full"
     args = ["--method", "full", "--model", str(tiny_model), "--output_dir", str(out)]
     args += ["--max_steps", "5", *SHORT, "--per_device_train_batch_size", "3", "--global_batch_size", "3"]
@@ -432,7 +436,7 @@ def test_full_fine_tuning_with_packing(train_py: ModuleType, tiny_model: Path, t
     stderr = capsys.readouterr().err
     # 3 records a step, 2 steps an epoch: evaluated at the end of each epoch and where max_steps stopped the third.
     summary = check_run(train_py, out, tiny_model, "full", steps=5, evaluated=[2, 4, 5])
-    assert summary["packing"] is True
+    assert summary["packing"] is True and summary["devices"] == ""
     share = summary["padding_share_unpacked"]
     assert 0 < share < 1 and f"padding is {share:.1%} of the tokens in padded batches; 0.0% with --packing" in stderr
 

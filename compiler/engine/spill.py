@@ -25,19 +25,36 @@ SPILL_DIR = "DSC_SPILL_DIR"
 
 
 class Workspace:
-    """A build's temporary folder; `close()` (or garbage collection, or exit) removes it."""
+    """A build's temporary folder; `close()` (or garbage collection, or exit) closes the row and text files it made
+    and removes it."""
 
     def __init__(self) -> None:
         self._dir = tempfile.TemporaryDirectory(prefix="dsc-spill-", dir=os.environ.get(SPILL_DIR) or None)
         self.path = Path(self._dir.name)
         self._count = 0
+        self._files: list[_WrittenThenRead] = []
 
     def spill(self, name: str, schema: pa.Schema) -> Spill:
         """A new, empty spill file in this workspace."""
         self._count += 1
         return Spill(self.path / f"{self._count:03d}-{name}.arrow", schema, self)
 
+    def rows(self, name: str, dtype: type, width: int) -> RowFile:
+        """A new row file in this workspace (closed with it)."""
+        made = RowFile(self.path / name, dtype, width)
+        self._files.append(made)
+        return made
+
+    def texts(self, name: str) -> TextFile:
+        """A new text file in this workspace (closed with it)."""
+        made = TextFile(self.path / name)
+        self._files.append(made)
+        return made
+
     def close(self) -> None:
+        for made in self._files:
+            made.close()
+        self._files.clear()
         self._dir.cleanup()
 
 
