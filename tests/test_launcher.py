@@ -139,8 +139,9 @@ def test_every_package_carries_the_launcher(package: Path) -> None:
 
 
 def test_train_py_imports_nothing_but_the_training_stack(package: Path) -> None:
-    """A GPU image holds torch, transformers, accelerate, peft and pyarrow, not datasets or dsc: that must suffice."""
-    allowed = {"torch", "transformers", "peft", "accelerate", "pyarrow"}
+    """A GPU image holds torch, transformers, accelerate, peft and pyarrow, not datasets or dsc: that must suffice
+    (huggingface_hub comes with transformers, which requires it)."""
+    allowed = {"torch", "transformers", "huggingface_hub", "peft", "accelerate", "pyarrow"}
     tree = ast.parse((package / "train.py").read_text())
     imported = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
     imported |= {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
@@ -186,6 +187,28 @@ def test_dry_run_for_eight_gpus_full_fine_tuning(package: Path, tiny_model: Path
     assert "--num_processes 8 --fsdp_transformer_layer_cls_to_wrap LlamaDecoderLayer" in command
     assert (resolved["world_size"], resolved["gradient_accumulation_steps"], resolved["effective_batch_size"]) == (8, 4, 128)
     assert (resolved["learning_rate"], resolved["lr_scheduler_type"], resolved["warmup_ratio"]) == (2e-5, "cosine", 0.03)
+
+
+def test_a_model_out_of_reach_plans_without_its_layer_class(package: Path, tmp_path: Path) -> None:
+    """A Hub model that is neither cached nor reachable (offline): the FSDP plan says so and leaves the layer class to
+    accelerate, and train.py gives up on it before importing the training stack."""
+    env = {"DSC_GPU_COUNT": "8", "HF_HOME": str(tmp_path / "empty-cache")}
+    result = launch(package, "--dry-run", "--gpus", "8", "--method", "full", "--model", "Qwen/Qwen3-0.6B", env=env)
+    assert result.returncode == 0 and "could not read the model's decoder layer class" in result.stderr, result.stderr
+    command = result.stdout.split("# command:\n", 1)[1].splitlines()[0]
+    assert "--num_processes 8 " in command and "--fsdp_transformer_layer_cls_to_wrap" not in command
+    probe = (
+        "import runpy, sys\n"
+        f"sys.argv = ['train.py', '--method', 'full', '--model', 'Qwen/Qwen3-0.6B', '--print', 'layer_class']\n"
+        "try:\n"
+        f"    runpy.run_path({str(package / 'train.py')!r}, run_name='__main__')\n"
+        "except SystemExit as stop:\n"
+        "    print(stop.code)\n"
+        "print('imported:', sorted(m for m in ('torch', 'transformers') if m in sys.modules))\n"
+    )
+    asked = subprocess.run([sys.executable, "-c", probe], env={**os.environ, **ENV, **env}, capture_output=True, text=True, timeout=600)
+    assert "train.py: cannot read Qwen/Qwen3-0.6B's config.json (LocalEntryNotFoundError)" in asked.stdout, asked
+    assert asked.stdout.rstrip().endswith("imported: []"), asked.stdout
 
 
 def test_one_gpu_is_pinned_on_a_host_with_several(package: Path, tiny_model: Path) -> None:
