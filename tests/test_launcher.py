@@ -544,7 +544,8 @@ def test_train_py_reads_the_package_and_pads_exactly_like_dsc_collator(tiny_pack
 def test_gpu_check_prepares_a_carried_package_and_plans_every_run(tmp_path: Path) -> None:
     """scripts/gpu_check.sh is run on a GPU machine without dsc; here: its CPU half, its dry run and its arguments."""
     script = REPO / "scripts" / "gpu_check.sh"
-    env = {**os.environ, **ENV, "PYTHONPATH": str(REPO), "LIMIT": "8"}
+    # One GPU, as on the machine it is for (launch.sh's own count through torch is tested above, and costs an import).
+    env = {**os.environ, **ENV, "PYTHONPATH": str(REPO), "LIMIT": "8", "DSC_GPU_COUNT": "1"}
 
     def run(*args: str, **extra: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(["bash", str(script), *args], env={**env, **extra}, capture_output=True, text=True, timeout=600)
@@ -573,6 +574,6 @@ def test_gpu_check_prepares_a_carried_package_and_plans_every_run(tmp_path: Path
     expected += [m for m in ("qlora", "qlora+packing") if importlib.util.find_spec("bitsandbytes")]
     expected += ["deepspeed"] if importlib.util.find_spec("deepspeed") else []
     assert sorted(runs) == sorted(expected)
-    assert "# devices: CUDA_VISIBLE_DEVICES=0" in planned.stdout and "train.py --model" in planned.stdout
+    assert "# GPUs: 1 of 1 visible\n# devices: CUDA_VISIBLE_DEVICES=0\n" in planned.stdout and "train.py --model" in planned.stdout
     assert "--packing" in planned.stdout and not (tmp_path / "check" / "model" / "model.safetensors").exists()
     assert run("run", str(tmp_path / "check"), "--dry-run", METHODS="full,dora").returncode == 2
