@@ -1,3 +1,3 @@
-from dsc.cli import main
+from dsc.cli import command
 
-raise SystemExit(main())
+command()

@@ -13,7 +13,7 @@ import os
 import shutil
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -485,12 +485,20 @@ def main(argv: list[str] | None = None) -> int:
     except (RecursionError, MemoryError) as exc:  # the last resort: each pass reports these per record
         print(f"dsc {args.command}: input too large or nested too deeply ({type(exc).__name__}); nothing was written", file=sys.stderr)
         return 1
+
+
+def command() -> NoReturn:
+    """The `dsc` program: `main` on the command line, then exit with its code. Arrow readers a command left to the
+    garbage collector may still own native threads; freed at interpreter teardown, after Arrow's own state, they abort
+    the process ("terminate called without an active exception", exit 134, seen on a loaded machine after `dsc diff`
+    had printed everything), so they are collected before the exit. Callers of `main` in a process that goes on skip
+    that full collection (a quarter of a second once torch is imported)."""
+    try:
+        code = main()
     finally:
-        # Arrow readers a command left to the garbage collector may still own native threads; freed at interpreter
-        # teardown, after Arrow's own state, they abort the process ("terminate called without an active exception",
-        # exit 134, seen on a loaded machine after `dsc diff` had printed everything). Free them now.
         gc.collect()
+    raise SystemExit(code)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    command()
