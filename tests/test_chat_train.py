@@ -30,10 +30,8 @@ def package(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return dsc.build(folder / "sharegpt.yaml", output=folder / "pkg", limit=8, split={"validation": 2}, lengths={"max_length": 256}).path
 
 
-def test_load_collate_and_export_keep_turn_labels(package: Path, tmp_path: Path) -> None:
+def test_load_collate_and_export_keep_turn_labels(package: Path, tmp_path: Path, hf_tokenizer) -> None:
     from dsc.builders.export import export
-    from dsc.compiler.tokenizer import qwen3_path
-    from transformers import AutoTokenizer
 
     import dsc
 
@@ -43,8 +41,7 @@ def test_load_collate_and_export_keep_turn_labels(package: Path, tmp_path: Path)
     for row in train:
         mask = assistant_mask(row["input_ids"])
         assert row["labels"] == [t if m else -100 for t, m in zip(row["input_ids"], mask, strict=True)]
-    tok = AutoTokenizer.from_pretrained(str(qwen3_path()))
-    batch = dsc.collator(tok)([train[0], train[1]])
+    batch = dsc.collator(hf_tokenizer)([train[0], train[1]])
     width = batch["input_ids"].shape[1]
     for i in range(2):
         labels = train[i]["labels"]
@@ -55,12 +52,11 @@ def test_load_collate_and_export_keep_turn_labels(package: Path, tmp_path: Path)
     assert table.column("labels").to_pylist() == [r["labels"] for r in train]
 
 
-def test_launcher_trains_on_conversations_on_cpu(package: Path, tmp_path: Path) -> None:
-    from dsc.compiler.tokenizer import qwen3_path
-    from transformers import AutoTokenizer, LlamaForCausalLM
+def test_launcher_trains_on_conversations_on_cpu(package: Path, tmp_path: Path, hf_tokenizer) -> None:
+    from transformers import LlamaForCausalLM
 
     model_dir = tmp_path / "tiny"
-    tokenizer = AutoTokenizer.from_pretrained(str(qwen3_path()))
+    tokenizer = hf_tokenizer
     torch.manual_seed(0)
     LlamaForCausalLM(tiny_llama_config(tokenizer, max_position_embeddings=4096, bos_token_id=None)).save_pretrained(model_dir)
     tokenizer.save_pretrained(model_dir)

@@ -14,17 +14,10 @@ import datasets
 import pytest
 from conftest import DATA, FORMATS
 from dsc.compiler.encode import IGNORE
-from dsc.compiler.tokenizer import qwen3_path
-from transformers import AutoTokenizer
 
 import dsc
 
 UNLIMITED = {"max_length": 1_000_000}
-
-
-@pytest.fixture(scope="module")
-def reference_tokenizer():
-    return AutoTokenizer.from_pretrained(str(qwen3_path()))
 
 
 def alpaca_scheme(tok, prompt: str, output: str) -> tuple[list[int], list[int]]:
@@ -72,9 +65,9 @@ def check_parity(package: Path, tok) -> tuple[int, int]:
     return len(rows), drifting
 
 
-def test_alpaca_parity_on_all_of_alpaca_en_demo(tmp_path: Path, reference_tokenizer) -> None:
+def test_alpaca_parity_on_all_of_alpaca_en_demo(tmp_path: Path, hf_tokenizer) -> None:
     package = dsc.build(FORMATS / "alpaca.yaml", output=tmp_path / "alpaca", lengths=UNLIMITED, dedup=False).path
-    records, drifting = check_parity(package, reference_tokenizer)
+    records, drifting = check_parity(package, hf_tokenizer)
     manifest = json.loads((package / "manifest.json").read_text())
     assert records == len(json.loads((DATA / "alpaca_en_demo.json").read_text())) == 999
     assert manifest["counts"]["boundary_drift"] == drifting
@@ -82,8 +75,8 @@ def test_alpaca_parity_on_all_of_alpaca_en_demo(tmp_path: Path, reference_tokeni
     assert drifting > 100
 
 
-def test_alpaca_drift_masks_the_first_answer_token_under_alpacas_scheme(reference_tokenizer) -> None:
-    tok = reference_tokenizer
+def test_alpaca_drift_masks_the_first_answer_token_under_alpacas_scheme(hf_tokenizer) -> None:
+    tok = hf_tokenizer
     prompt = "### Instruction:\nSay hi.\n\n### Response:"
     for output in (" Hi there!", "\n1. First", "$5"):
         ids, labels = alpaca_scheme(tok, prompt, output)
@@ -98,16 +91,16 @@ def test_alpaca_drift_masks_the_first_answer_token_under_alpacas_scheme(referenc
 
 
 @pytest.mark.parametrize("name", ["gorilla", "adgen-chatglm2"])
-def test_parity_on_other_formats(name: str, tmp_path: Path, reference_tokenizer) -> None:
+def test_parity_on_other_formats(name: str, tmp_path: Path, hf_tokenizer) -> None:
     lengths = {"max_length": 2_000_001, "max_source_length": 1_000_000, "max_target_length": 1_000_000}
     package = dsc.build(FORMATS / f"{name}.yaml", output=tmp_path / name, lengths=lengths).path
-    records, drifting = check_parity(package, reference_tokenizer)
+    records, drifting = check_parity(package, hf_tokenizer)
     manifest = json.loads((package / "manifest.json").read_text())
     assert records > 500
     assert manifest["counts"]["boundary_drift"] == drifting
 
 
-def test_parity_on_self_instruct_seed_tasks(tmp_path: Path, reference_tokenizer) -> None:
+def test_parity_on_self_instruct_seed_tasks(tmp_path: Path, hf_tokenizer) -> None:
     """Data the core issue does not name: Alpaca's 175 seed tasks, first instance of each, with Alpaca's prompts."""
     spec = tmp_path / "seeds.yaml"
     spec.write_text(
@@ -128,7 +121,7 @@ split: {{validation: 0.1, seed: 7}}
         encoding="utf-8",
     )
     package = dsc.build(spec, output=tmp_path / "out").path
-    records, drifting = check_parity(package, reference_tokenizer)
+    records, drifting = check_parity(package, hf_tokenizer)
     assert records == 175
     assert json.loads((package / "manifest.json").read_text())["counts"]["boundary_drift"] == drifting
 
@@ -140,7 +133,7 @@ def test_features_are_int32(packages) -> None:
     assert "attention_mask" not in features
 
 
-def test_drift_count_is_exact_on_tricky_boundaries(tmp_path: Path, reference_tokenizer) -> None:
+def test_drift_count_is_exact_on_tricky_boundaries(tmp_path: Path, hf_tokenizer) -> None:
     """Prompts and responses built to stress the windowed drift check: every kind of first and last character,
     runs of spaces and newlines, punctuation that byte-level BPE glues to newlines, digits, CJK, long words."""
     import itertools
@@ -172,7 +165,7 @@ templates: {{prompt: "Prompt {{{{ p }}}}", response: "{{{{ r }}}}"}}
         encoding="utf-8",
     )
     package = dsc.build(spec, output=tmp_path / "out").path
-    tok = reference_tokenizer
+    tok = hf_tokenizer
     exact = sum(
         1
         for r in records
