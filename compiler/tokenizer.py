@@ -200,16 +200,17 @@ def is_hub_id(tspec: TokenizerSpec) -> bool:
     return tspec.name != "qwen3" and not Path(tspec.name).expanduser().exists() and not _looks_like_path(tspec.name)
 
 
-_PARSED: OrderedDict[tuple[str, str], Tokenizer] = OrderedDict()
+_PARSED: OrderedDict[str, Tokenizer] = OrderedDict()
 PARSED_KEPT = 4
 """Parsed tokenizer.json files kept per process: Qwen3's takes ~0.8 s to parse, and a session (a notebook, the test
 suite) builds many packages with it."""
 
 
 def _parsed(file: Path) -> Tokenizer:
-    """`Tokenizer.from_file`, parsed once per process for the same bytes at the same path (dsc never changes a
-    tokenizer's settings, so builds can share one)."""
-    key = (str(file.resolve()), hashlib.sha256(file.read_bytes()).hexdigest())
+    """`Tokenizer.from_file`, parsed once per process for the same bytes wherever they lie (a copy in another folder,
+    the Hub cache's snapshot of a file already parsed): the parse depends on nothing else, and dsc never changes a
+    tokenizer's settings, so builds can share one."""
+    key = hashlib.sha256(file.read_bytes()).hexdigest()
     if key in _PARSED:
         _PARSED.move_to_end(key)
         return _PARSED[key]
