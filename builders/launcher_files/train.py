@@ -432,19 +432,20 @@ def layer_class(settings: dict[str, Any]) -> str:
     """The model's decoder layer class(es), which FSDP wraps one by one (built on the meta device: no memory). Its
     config.json is found first (a local folder, or the Hub through its cache): a model out of reach, such as a Hub id
     while offline, fails in a moment instead of after the training stack's ~6 s of imports."""
-    model = settings["model"]
-    if not (Path(model) / "config.json").is_file():
+    name = settings["model"]
+    if not (Path(name) / "config.json").is_file():
         from huggingface_hub import hf_hub_download
 
         try:
-            hf_hub_download(model, "config.json")
+            hf_hub_download(name, "config.json")
         except Exception as exc:  # noqa: BLE001 - offline, no such repo, no access: each is "cannot read it"
-            sys.exit(f"train.py: cannot read {model}'s config.json ({type(exc).__name__}): {str(exc).splitlines()[0]}")
+            reason = str(exc).partition("\n")[0]
+            sys.exit(f"train.py: cannot read {name}'s config.json ({type(exc).__name__}): {reason}")
 
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    config = AutoConfig.from_pretrained(model, trust_remote_code=settings["trust_remote_code"])
+    config = AutoConfig.from_pretrained(name, trust_remote_code=settings["trust_remote_code"])
     with torch.device("meta"):
         model = AutoModelForCausalLM.from_config(config, trust_remote_code=settings["trust_remote_code"])
     return ",".join(sorted(model._no_split_modules or []))
