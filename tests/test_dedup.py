@@ -267,21 +267,39 @@ def _reference_keys(texts: list[str], how: Normalize) -> list[int]:
     return [xxhash.xxh3_64_intdigest(normalize(t, how).encode()) >> 1 for t in texts]
 
 
+def _fmix64_fold(h: int, x: int) -> int:
+    """One link of the chain in plain integers: murmur3's fmix64 of h * golden ratio + x, modulo 2**64."""
+    h = (h * 0x9E3779B97F4A7C15 + x) & (2**64 - 1)
+    h ^= h >> 33
+    h = (h * 0xFF51AFD7ED558CCD) & (2**64 - 1)
+    h ^= h >> 33
+    h = (h * 0xC4CEB9FE1A85EC53) & (2**64 - 1)
+    return h ^ (h >> 33)
+
+
 def _reference_shingles(texts: list[str], near: Near, how: Normalize) -> tuple[np.ndarray, np.ndarray]:
-    """Per token and per text, as the spec describes it: tokens, edge markers, fmix64 chain, 64->32 fold."""
+    """Per token and per text, as the spec describes it: tokens, edge markers, fmix64 chain, 64->32 fold (in Python
+    integers, apart from dsc's numpy `mix64`, which a test below holds to this)."""
     pad = near.ngram - 1
     edges = [[xxhash.xxh3_64_intdigest(b"\x00dsc-edge", seed=salt * 64 + i) for i in range(pad)] for salt in (1, 2)]
     hashes, offsets = [], [0]
     for text in texts:
         toks = tokens(text, near.shingles, how)
-        stream = np.array(edges[0] + [xxhash.xxh3_64_intdigest(t.encode()) for t in toks] + edges[1] if toks else [], np.uint64)
+        stream = edges[0] + [xxhash.xxh3_64_intdigest(t.encode()) for t in toks] + edges[1] if toks else []
         for start in range(len(stream) - pad):
-            h = stream[start : start + 1]
+            h = stream[start]
             for k in range(1, near.ngram):
-                h = mix64(h, stream[start + k : start + k + 1])
-            hashes.append(int(h[0] >> np.uint64(32)) ^ int(h[0] & np.uint64(0xFFFFFFFF)))
+                h = _fmix64_fold(h, stream[start + k])
+            hashes.append((h >> 32) ^ (h & 0xFFFFFFFF))
         offsets.append(len(hashes))
     return np.array(hashes, dtype=np.uint32), np.array(offsets, dtype=np.int64)
+
+
+def test_mix64_is_the_integer_chain_link() -> None:
+    rng = np.random.default_rng(5)
+    h, x = (rng.integers(0, 2**64, size=500, dtype=np.uint64) for _ in range(2))
+    h[:3], x[:3] = [0, 2**64 - 1, 1], [0, 2**64 - 1, 2**63]
+    assert mix64(h, x).tolist() == [_fmix64_fold(a, b) for a, b in zip(h.tolist(), x.tolist(), strict=True)]
 
 
 @pytest.mark.parametrize("how", NORMALIZE)
