@@ -143,6 +143,26 @@ def hf_tokenizer():
     return AutoTokenizer.from_pretrained(str(qwen3_path()))
 
 
+@pytest.fixture(scope="session")
+def chat_family(tmp_path_factory: pytest.TempPathFactory):
+    """`chat_family("mistral")` -> (tokenizer folder, transformers' AutoTokenizer of it): another family's real chat
+    template on a tokenizer (tests/chat_fixtures.py), the folder made once per test run and the tokenizer loaded once
+    per worker; tests only read them."""
+    from chat_fixtures import tokenizer_folder
+    from transformers import AutoTokenizer
+
+    loaded: dict[str, tuple[Path, object]] = {}
+
+    def get(family: str) -> tuple[Path, object]:
+        if family not in loaded:
+            scratch = made_once(tmp_path_factory, f"chat-family-{family}", lambda folder: tokenizer_folder(family, folder))
+            folder = tokenizer_folder(family, scratch)
+            loaded[family] = folder, AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+        return loaded[family]
+
+    return get
+
+
 TINY_SPECIALS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>")
 """The tiny tokenizer's special tokens: Qwen3's names, so a package built with it ends turns with `<|im_end|>`."""
 

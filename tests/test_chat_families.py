@@ -11,10 +11,9 @@ Mistral from after `[/INST]` or `[/TOOL_RESULTS]` through `</s>`.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
-from chat_fixtures import GLAIVE, glaive_to_openai, tokenizer_folder
+from chat_fixtures import GLAIVE, glaive_to_openai
 from conftest import FORMATS
 
 
@@ -48,13 +47,11 @@ FAMILIES = {
 
 
 @pytest.mark.parametrize("family", sorted(FAMILIES))
-def test_sharegpt_every_record_with_another_family_template(family: str, tmp_path: Path) -> None:
+def test_sharegpt_every_record_with_another_family_template(family: str, chat_family) -> None:
     from dsc.compiler.pipeline import compile_spec
     from dsc.compiler.spec import load_spec
-    from transformers import AutoTokenizer
 
-    folder = tokenizer_folder(family, tmp_path)
-    tok = AutoTokenizer.from_pretrained(str(folder))
+    folder, tok = chat_family(family)
     starts, end = ([tok.encode(s, add_special_tokens=False) for s in FAMILIES[family][0]],
                    tok.encode(FAMILIES[family][1], add_special_tokens=False))
     overrides = {"tokenizer": str(folder), "on_invalid": "skip", "split": {"validation": 0}, "lengths": {"max_length": 100_000}}

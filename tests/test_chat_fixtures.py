@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from chat_fixtures import FAMILIES, tokenizer_folder
+from chat_fixtures import FAMILIES
 from chat_fixtures import glaive_conversations as _glaive
 from dsc.compiler.spec import TokenizerSpec
 from dsc.compiler.tokenizer import load_tokenizer
@@ -36,11 +36,8 @@ def conversations() -> list[tuple[list[dict[str, Any]], list[dict[str, Any]]]]:
 
 
 @pytest.fixture(scope="module", params=FAMILIES)
-def family(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path, Any]:
-    from transformers import AutoTokenizer
-
-    folder = tokenizer_folder(request.param, tmp_path_factory.mktemp("chat"))
-    return request.param, folder, AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+def family(request: pytest.FixtureRequest, chat_family) -> tuple[str, Path, Any]:
+    return request.param, *chat_family(request.param)
 
 
 def _alternates(messages: list[dict[str, Any]]) -> bool:
